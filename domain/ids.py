@@ -1,0 +1,23 @@
+"""Deterministic ids: uniqueness of codes, txn ids and postings becomes a property of the store."""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+_ROOT = "kami:"
+
+
+def promoter_code_id(code: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"{_ROOT}promoter-code/{code.upper()}")
+
+
+def payment_id(provider: str, txn_id: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"{_ROOT}payment/{provider}/{txn_id}")
+
+
+def posting_id(kind: str, ref: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"{_ROOT}posting/{kind}/{ref}")
+
+
+def bucket_id(product_id: UUID, index: int) -> UUID:
+    return uuid5(NAMESPACE_URL, f"{_ROOT}bucket/{product_id}/{index}")

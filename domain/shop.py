@@ -1,0 +1,688 @@
+"""The Shop application: every command of kami's write side.
+
+Each command is a function of a unit of work: it loads aggregates, calls their
+methods and returns a result. ``_run`` saves the new events atomically, and on a
+concurrency conflict reloads and runs the command again, so a command either
+happens once, whole, or not at all.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import EnvType
+
+from domain import cards as card_crypto
+from domain import ledger
+from domain.card_stock import CardBucket
+from domain.cards import Keyring
+from domain.clock import Clock, system_clock
+from domain.commissions import Commission, commissions_for
+from domain.exceptions import (
+    AmountMismatch,
+    Busy,
+    ConcurrencyConflict,
+    DuplicateTxn,
+    Forbidden,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    OutOfStock,
+    Unauthorized,
+    UnknownPromoter,
+    UnknownReferrer,
+)
+from domain.fees import NEW_MERCHANT_TIER, fee_rate_for
+from domain.group_commit import GroupCommitter
+from domain.ids import bucket_id, payment_id, posting_id, promoter_code_id
+from domain.merchant import Merchant
+from domain.order import DELIVERED, PAID, PENDING, Order
+from domain.payment import APPLIED, RETURNED, Payment
+from domain.posting import Posting
+from domain.product import Product
+from domain.promoter import Promoter, PromoterCode, new_code, normalise_code
+from domain.results import (
+    CardsImported,
+    Done,
+    MerchantCreated,
+    OrderPlaced,
+    OrderView,
+    PaymentResult,
+    ProductCreated,
+    ProductView,
+    PromoterJoined,
+    WholesaleTier,
+    WithdrawalRequested,
+)
+from domain.secrets import compose_token, hash_secret, matches, new_secret, split_token
+from domain.unit_of_work import UnitOfWork
+
+R = TypeVar("R")
+
+MAX_CARDS_PER_IMPORT = 10_000
+MAX_ATTEMPTS = 60
+
+
+@dataclass(frozen=True)
+class ShopSettings:
+    order_ttl: timedelta = timedelta(minutes=15)
+    after_sales_window: timedelta = timedelta(days=7)
+    group_commit: bool = True
+
+
+class Shop(Application[UUID]):
+    name = "kami"
+    env = {  # noqa: RUF012 - eventsourcing reads this class attribute
+        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        "POSTGRES_POOL_SIZE": "8",
+        "POSTGRES_MAX_OVERFLOW": "24",
+    }
+
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        keyring: Keyring,
+        clock: Clock = system_clock,
+        settings: ShopSettings | None = None,
+    ) -> None:
+        super().__init__(env)
+        self.keyring = keyring
+        self.clock = clock
+        self.settings = settings or ShopSettings()
+        self._committer = GroupCommitter(self.recorder) if self.settings.group_commit else None
+
+    def close(self) -> None:
+        if self._committer is not None:
+            self._committer.close()
+        super().close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def _run(self, command: Callable[[UnitOfWork], R]) -> R:
+        """Run a command, save its events atomically, retry it on a conflict."""
+        for attempt in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self.repository)
+            result = command(uow)
+            events = uow.collect_events()
+            if not events:
+                return _with_position(result, self.position())
+            stored = [self.mapper.to_stored_event(e) for e in events]
+            try:
+                if self._committer is not None:
+                    ids = self._committer.write(stored)
+                else:
+                    ids = list(self.recorder.insert_events(stored) or [])
+            except (ConcurrencyConflict, IntegrityError):
+                # Spread the retries out so colliding commands do not collide again.
+                time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.05)))
+                continue
+            return _with_position(result, max(ids))
+        raise Busy("too many concurrent changes to the same items; please retry")
+
+    def _now(self) -> datetime:
+        return self.clock()
+
+    # ---------------------------------------------------------------- merchants
+
+    def register_merchant(self, name: str, contact: str) -> MerchantCreated:
+        def command(uow: UnitOfWork) -> MerchantCreated:
+            now = self._now()
+            tier = NEW_MERCHANT_TIER
+            merchant = Merchant.register(name, contact, tier, fee_rate_for(tier), now)
+            secret = new_secret()
+            merchant.issue_api_key(hash_secret(secret), now)
+            uow.add(merchant)
+            return MerchantCreated(merchant.id, compose_token("mk", merchant.id, secret), 0)
+
+        return self._run(command)
+
+    def authenticate_merchant(self, api_key: str) -> UUID:
+        parts = split_token("mk", api_key)
+        if parts is None:
+            raise Unauthorized("not a merchant key")
+        merchant_id, secret = parts
+        merchant = UnitOfWork(self.repository).find(merchant_id, Merchant)
+        if merchant is None or not matches(secret, merchant.api_key_hash):
+            raise Unauthorized("unknown merchant key")
+        return merchant_id
+
+    def get_merchant(self, merchant_id: UUID) -> Merchant:
+        return UnitOfWork(self.repository).get(merchant_id, Merchant, "merchant")
+
+    def change_fee_rate(self, merchant_id: UUID, fee_rate_bps: int, reason: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            uow.get(merchant_id, Merchant, "merchant").change_fee_rate(
+                fee_rate_bps, reason, self._now()
+            )
+            return Done(0)
+
+        return self._run(command)
+
+    def change_tier(self, merchant_id: UUID, tier: str, score: float, reason: str) -> Done:
+        """Move a merchant to a tier; its fee rate follows the fee table."""
+
+        def command(uow: UnitOfWork) -> Done:
+            now = self._now()
+            merchant = uow.get(merchant_id, Merchant, "merchant")
+            if merchant.tier != tier:
+                merchant.change_tier(tier, score, reason, now)
+                merchant.change_fee_rate(fee_rate_for(tier), f"tier {tier}", now)
+            return Done(0)
+
+        return self._run(command)
+
+    def restrict_merchant(self, merchant_id: UUID, reason: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            uow.get(merchant_id, Merchant, "merchant").restrict(reason, self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    def reinstate_merchant(self, merchant_id: UUID, reason: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            uow.get(merchant_id, Merchant, "merchant").reinstate(reason, self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    # ----------------------------------------------------------------- products
+
+    def list_product(
+        self,
+        merchant_id: UUID,
+        title: str,
+        price: int,
+        delivery: str,
+        wholesale: Sequence[tuple[int, int]] = (),
+        max_per_order: int | None = None,
+    ) -> ProductCreated:
+        def command(uow: UnitOfWork) -> ProductCreated:
+            now = self._now()
+            uow.get(merchant_id, Merchant, "merchant")
+            product = Product.create(
+                merchant_id, title, price, delivery, wholesale, max_per_order, now
+            )
+            uow.add(product)
+            if delivery == "auto":
+                for index in range(product.buckets):
+                    uow.add(CardBucket.open(product.id, merchant_id, index, now))
+            return ProductCreated(product.id, 0)
+
+        return self._run(command)
+
+    def _own_product(self, uow: UnitOfWork, merchant_id: UUID, product_id: UUID) -> Product:
+        product = uow.get(product_id, Product, "product")
+        if product.merchant_id != merchant_id:
+            raise Forbidden("this product belongs to another merchant")
+        return product
+
+    def change_price(self, merchant_id: UUID, product_id: UUID, price: int) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            self._own_product(uow, merchant_id, product_id).change_price(price, self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    def delist_product(self, merchant_id: UUID, product_id: UUID) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            self._own_product(uow, merchant_id, product_id).delist(self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    def _buckets(self, uow: UnitOfWork, product: Product) -> list[CardBucket]:
+        return [
+            uow.get(bucket_id(product.id, i), CardBucket, "card bucket")
+            for i in range(product.buckets)
+        ]
+
+    def _stock(self, uow: UnitOfWork, product: Product, now: datetime) -> int:
+        if product.delivery != "auto":
+            return 0
+        return sum(b.count_available(now) for b in self._buckets(uow, product))
+
+    def import_cards(
+        self, merchant_id: UUID, product_id: UUID, cards: Sequence[str]
+    ) -> CardsImported:
+        if len(cards) > MAX_CARDS_PER_IMPORT:
+            raise InvalidInput(f"at most {MAX_CARDS_PER_IMPORT} cards per import")
+        texts = [card_crypto.normalise(c) for c in cards]
+
+        def command(uow: UnitOfWork) -> CardsImported:
+            now = self._now()
+            product = self._own_product(uow, merchant_id, product_id)
+            if product.delivery != "auto":
+                raise InvalidState("manual products hold no card stock")
+            key = self.keyring.create(merchant_id)
+            buckets = self._buckets(uow, product)
+            batch: dict[int, list[list[str]]] = {}
+            seen: set[str] = set()
+            duplicates = 0
+            new_ids: list[UUID] = []
+            for text in texts:
+                fp = card_crypto.fingerprint(key, text)
+                index = int(fp[:8], 16) % product.buckets
+                if fp in seen or buckets[index].has_fingerprint(fp):
+                    duplicates += 1
+                    continue
+                seen.add(fp)
+                card_id = uuid4()
+                new_ids.append(card_id)
+                sealed = card_crypto.seal(key, text, card_id)
+                batch.setdefault(index, []).append([str(card_id), fp, sealed])
+            for index, items in batch.items():
+                buckets[index].add_cards(items, now)
+            stock = sum(b.count_available(now) for b in buckets)
+            return CardsImported(len(new_ids), duplicates, stock, new_ids, 0)
+
+        return self._run(command)
+
+    def void_card(self, merchant_id: UUID, product_id: UUID, card_id: UUID, reason: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            product = self._own_product(uow, merchant_id, product_id)
+            for bucket in self._buckets(uow, product):
+                if str(card_id) in bucket.cards:
+                    bucket.void(str(card_id), reason, self._now())
+                    return Done(0)
+            raise NotFound("no such card in this product")
+
+        return self._run(command)
+
+    def get_product(self, product_id: UUID) -> ProductView:
+        uow = UnitOfWork(self.repository)
+        product = uow.get(product_id, Product, "product")
+        return ProductView(
+            product_id=product.id,
+            merchant_id=product.merchant_id,
+            title=product.title,
+            price=product.price,
+            delivery=product.delivery,
+            stock=self._stock(uow, product, self._now()),
+            wholesale=[WholesaleTier(q, p) for q, p in product.wholesale],
+            max_per_order=product.max_per_order,
+            listed=product.listed,
+        )
+
+    # ---------------------------------------------------------------- promoters
+
+    def join_promoter(
+        self, name: str, contact: str, referrer_code: str | None = None
+    ) -> PromoterJoined:
+        def command(uow: UnitOfWork) -> PromoterJoined:
+            now = self._now()
+            referrer_id = None
+            if referrer_code is not None:
+                claim = uow.find(promoter_code_id(normalise_code(referrer_code)), PromoterCode)
+                if claim is None:
+                    raise UnknownReferrer("no promoter has this referrer code")
+                referrer_id = claim.promoter_id
+            secret = new_secret()
+            code = new_code()
+            promoter = Promoter.join(name, contact, code, hash_secret(secret), referrer_id, now)
+            # A taken code collides on save; the retry draws a new one.
+            uow.add(promoter, PromoterCode.claim(code, promoter.id, now))
+            token = compose_token("pt", promoter.id, secret)
+            return PromoterJoined(promoter.id, code, token, 0)
+
+        return self._run(command)
+
+    def authenticate_promoter(self, token: str) -> UUID:
+        parts = split_token("pt", token)
+        if parts is None:
+            raise Unauthorized("not a promoter token")
+        promoter_id, secret = parts
+        promoter = UnitOfWork(self.repository).find(promoter_id, Promoter)
+        if promoter is None or not matches(secret, promoter.token_hash):
+            raise Unauthorized("unknown promoter token")
+        return promoter_id
+
+    def get_promoter(self, promoter_id: UUID) -> Promoter:
+        return UnitOfWork(self.repository).get(promoter_id, Promoter, "promoter")
+
+    def request_withdrawal(self, promoter_id: UUID, amount: int) -> WithdrawalRequested:
+        def command(uow: UnitOfWork) -> WithdrawalRequested:
+            now = self._now()
+            promoter = uow.get(promoter_id, Promoter, "promoter")
+            withdrawal_id = promoter.withdraw(amount, now)
+            uow.add(
+                Posting.record(
+                    "withdrawal",
+                    str(withdrawal_id),
+                    None,
+                    ledger.withdrawal(promoter_id, amount),
+                    now,
+                )
+            )
+            return WithdrawalRequested(withdrawal_id, 0)
+
+        return self._run(command)
+
+    # ------------------------------------------------------------------- orders
+
+    def place_order(
+        self, product_id: UUID, quantity: int, contact: str, promoter_code: str | None = None
+    ) -> OrderPlaced:
+        def command(uow: UnitOfWork) -> OrderPlaced:
+            now = self._now()
+            product = uow.get(product_id, Product, "product")
+            unit = product.quote(quantity)
+            uow.get(product.merchant_id, Merchant, "merchant").check_can_sell()
+            chain: list[UUID] = []
+            if promoter_code:
+                claim = uow.find(promoter_code_id(normalise_code(promoter_code)), PromoterCode)
+                if claim is None:
+                    raise UnknownPromoter("no promoter has this code")
+                sharer = uow.get(claim.promoter_id, Promoter, "promoter")
+                chain = [sharer.id] + ([sharer.referrer_id] if sharer.referrer_id else [])
+            order_id = uuid4()
+            expires_at = now + self.settings.order_ttl
+            reservation: list[list[Any]] = []
+            if product.delivery == "auto":
+                reservation = self._reserve(uow, product, order_id, quantity, expires_at, now)
+            secret = new_secret()
+            order = Order.place(
+                product_id=product.id,
+                merchant_id=product.merchant_id,
+                delivery=product.delivery,
+                quantity=quantity,
+                unit_price=unit,
+                contact=contact,
+                token_hash=hash_secret(secret),
+                promoter_chain=chain,
+                reservation=reservation,
+                expires_at=expires_at,
+                at=now,
+                order_id=order_id,
+            )
+            uow.add(order)
+            return OrderPlaced(order.id, secret, order.amount, unit, quantity, expires_at, 0)
+
+        return self._run(command)
+
+    def _reserve(
+        self,
+        uow: UnitOfWork,
+        product: Product,
+        order_id: UUID,
+        quantity: int,
+        until: datetime,
+        now: datetime,
+    ) -> list[list[Any]]:
+        # A random bucket order spreads concurrent buyers over the buckets.
+        need = quantity
+        reservation: list[list[Any]] = []
+        for index in random.sample(range(product.buckets), product.buckets):
+            bucket = uow.get(bucket_id(product.id, index), CardBucket, "card bucket")
+            taken = bucket.reserve(order_id, need, until, now)
+            if taken:
+                reservation.append([bucket.id, taken])
+                need -= len(taken)
+                if need == 0:
+                    return reservation
+        raise OutOfStock("not enough cards in stock for this quantity")
+
+    def _buyer_order(self, uow: UnitOfWork, order_id: UUID, token: str | None) -> Order:
+        order = uow.find(order_id, Order)
+        # A wrong token and a missing order look the same: no existence leak.
+        if order is None or not token or not matches(token, order.token_hash):
+            raise NotFound("no such order")
+        return order
+
+    def _merchant_order(self, uow: UnitOfWork, order_id: UUID, merchant_id: UUID | None) -> Order:
+        order = uow.get(order_id, Order, "order")
+        if merchant_id is not None and order.merchant_id != merchant_id:
+            raise Forbidden("this order belongs to another merchant")
+        return order
+
+    def get_order(self, order_id: UUID, token: str | None) -> OrderView:
+        order = self._buyer_order(UnitOfWork(self.repository), order_id, token)
+        return self._order_view(order, reveal=True)
+
+    def get_order_for_merchant(self, order_id: UUID, merchant_id: UUID | None) -> OrderView:
+        order = self._merchant_order(UnitOfWork(self.repository), order_id, merchant_id)
+        return self._order_view(order, reveal=False)
+
+    def _order_view(self, order: Order, *, reveal: bool) -> OrderView:
+        cards: list[str] | None = None
+        if reveal and order.status == DELIVERED and order.delivery == "auto":
+            key = self.keyring.get(order.merchant_id)
+            cards = (
+                [card_crypto.unseal(key, sealed, UUID(cid)) for cid, sealed in order.cards]
+                if key is not None
+                else []
+            )
+        return OrderView(
+            order_id=order.id,
+            product_id=order.product_id,
+            merchant_id=order.merchant_id,
+            status=order.status,
+            amount=order.amount,
+            unit_price=order.unit_price,
+            quantity=order.quantity,
+            placed_at=order.created_on,
+            expires_at=order.expires_at,
+            cards=cards,
+            content=order.content if reveal else None,
+            rating=order.rating,
+            disputed=order.disputed,
+        )
+
+    def record_payment(
+        self, provider: str, order_id: UUID, txn_id: str, amount: int
+    ) -> PaymentResult:
+        """A provider says it took ``amount`` for the order. Verify the signature first."""
+        if not txn_id or len(txn_id) > 128:
+            raise InvalidInput("a txn id has 1 to 128 characters")
+
+        def command(uow: UnitOfWork) -> PaymentResult:
+            now = self._now()
+            order = uow.get(order_id, Order, "order")
+            if amount != order.amount:
+                raise AmountMismatch("the amount paid is not the order's amount")
+            earlier = uow.find(payment_id(provider, txn_id), Payment)
+            if earlier is not None:
+                if earlier.order_id != order.id:
+                    raise DuplicateTxn("this txn id already paid another order")
+                return PaymentResult(order.id, order.status, True, 0)
+            if not order.is_open():
+                self._return_payment(uow, provider, txn_id, order, now)
+                return PaymentResult(order.id, order.status, False, 0)
+            if order.delivery == "auto":
+                cards = self._claim_cards(uow, order, now)
+                if cards is None:
+                    self._pay(uow, provider, txn_id, order, now, honoured=False)
+                    order.refund("no cards left when the payment arrived", "system", now)
+                    return PaymentResult(order.id, order.status, False, 0)
+                self._pay(uow, provider, txn_id, order, now, honoured=True)
+                order.deliver(cards, None, now)
+            else:
+                self._pay(uow, provider, txn_id, order, now, honoured=True)
+            return PaymentResult(order.id, order.status, False, 0)
+
+        return self._run(command)
+
+    def _pay(
+        self,
+        uow: UnitOfWork,
+        provider: str,
+        txn_id: str,
+        order: Order,
+        now: datetime,
+        *,
+        honoured: bool,
+    ) -> None:
+        merchant = uow.get(order.merchant_id, Merchant, "merchant")
+        commissions = commissions_for(order.amount, order.promoter_chain) if honoured else []
+        order.record_payment(
+            provider,
+            txn_id,
+            order.amount,
+            merchant.fee_rate_bps,
+            [[c.promoter_id, c.level, c.amount] for c in commissions],
+            now,
+        )
+        ref = str(order.id)
+        if honoured:
+            entries = ledger.payment_split(
+                order.amount, merchant.fee_rate_bps, merchant.id, commissions
+            )
+            uow.add(
+                Payment.receive(provider, txn_id, order.id, order.amount, APPLIED, now),
+                Posting.record("payment", ref, order.id, entries, now),
+            )
+        else:
+            self._return_payment(uow, provider, txn_id, order, now)
+
+    def _return_payment(
+        self, uow: UnitOfWork, provider: str, txn_id: str, order: Order, now: datetime
+    ) -> None:
+        """A payment the order cannot honour: record it and send it back."""
+        ref = f"{provider}/{txn_id}"
+        uow.add(
+            Payment.receive(provider, txn_id, order.id, order.amount, RETURNED, now),
+            Posting.record("unmatched", ref, order.id, ledger.unmatched_payment(order.amount), now),
+            Posting.record("return", ref, order.id, ledger.returned_payment(order.amount), now),
+        )
+
+    def _claim_cards(self, uow: UnitOfWork, order: Order, now: datetime) -> list[list[str]] | None:
+        """Claim the order's cards; a late payment may take others. None when too few are left."""
+        held: list[tuple[CardBucket, list[str]]] = []
+        for bid, ids in order.reservation:
+            bucket = uow.get(UUID(str(bid)), CardBucket, "card bucket")
+            still = bucket.reserved_for(order.id, list(ids))
+            if still:
+                held.append((bucket, still))
+        missing = order.quantity - sum(len(ids) for _, ids in held)
+        extra: list[tuple[CardBucket, list[str]]] = []
+        if missing > 0:
+            held_ids = {cid for _, ids in held for cid in ids}
+            product = uow.get(order.product_id, Product, "product")
+            for bucket in self._buckets(uow, product):
+                free = [c for c in bucket.available(now) if c not in held_ids][:missing]
+                if free:
+                    extra.append((bucket, free))
+                    missing -= len(free)
+                if missing == 0:
+                    break
+            if missing > 0:
+                return None
+        delivered: list[list[str]] = []
+        for bucket, ids in held:
+            bucket.claim(order.id, ids, now)
+            delivered.extend([cid, bucket.sealed(cid)] for cid in ids)
+        for bucket, ids in extra:
+            bucket.reserve_these(order.id, ids, now)
+            bucket.claim(order.id, ids, now)
+            delivered.extend([cid, bucket.sealed(cid)] for cid in ids)
+        return delivered
+
+    def deliver_manual(self, merchant_id: UUID, order_id: UUID, content: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            order = self._merchant_order(uow, order_id, merchant_id)
+            if order.delivery != "manual":
+                raise InvalidState("auto-delivered orders receive their cards at payment")
+            order.deliver([], content, self._now())
+            return Done(0, status=order.status)
+
+        return self._run(command)
+
+    def review_order(self, order_id: UUID, token: str | None, rating: int, comment: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            self._buyer_order(uow, order_id, token).review(rating, comment, self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    def dispute_order(self, order_id: UUID, token: str | None, reason: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            self._buyer_order(uow, order_id, token).dispute(reason, self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    def resolve_dispute(self, merchant_id: UUID | None, order_id: UUID, resolution: str) -> Done:
+        def command(uow: UnitOfWork) -> Done:
+            order = self._merchant_order(uow, order_id, merchant_id)
+            order.resolve_dispute(resolution, self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    def refund_order(self, order_id: UUID, reason: str, merchant_id: UUID | None) -> Done:
+        """Refund a paid order; ``merchant_id`` None means an admin did it."""
+
+        def command(uow: UnitOfWork) -> Done:
+            now = self._now()
+            order = self._merchant_order(uow, order_id, merchant_id)
+            by = "admin" if merchant_id is None else "merchant"
+            order.refund(reason, by, now)
+            payment = uow.get(posting_id("payment", str(order.id)), Posting, "payment posting")
+            entries = ledger.refund_split(
+                payment.entries, order.commissions_settled, order.merchant_id
+            )
+            uow.add(Posting.record("refund", str(order.id), order.id, entries, now))
+            return Done(0, status=order.status)
+
+        return self._run(command)
+
+    # --------------------------------------------------------- process managers
+
+    def expire_order(self, order_id: UUID) -> Done:
+        """Expire a pending order past its deadline and release its cards (idempotent)."""
+
+        def command(uow: UnitOfWork) -> Done:
+            now = self._now()
+            order = uow.get(order_id, Order, "order")
+            if order.status != PENDING or now < order.expires_at:
+                return Done(0, status=order.status)
+            order.expire(now)
+            for bid, ids in order.reservation:
+                uow.get(UUID(str(bid)), CardBucket, "card bucket").release(order.id, list(ids), now)
+            return Done(0, status=order.status)
+
+        return self._run(command)
+
+    def settle_commissions(self, order_id: UUID) -> Done:
+        """Make an order's commissions available once its after-sales window closed."""
+
+        def command(uow: UnitOfWork) -> Done:
+            now = self._now()
+            order = uow.get(order_id, Order, "order")
+            if (
+                order.status not in (PAID, DELIVERED)
+                or order.commissions_settled
+                or not order.commissions
+                or order.paid_at is None
+                or now < order.paid_at + self.settings.after_sales_window
+            ):
+                return Done(0, status=order.status)
+            order.settle_commissions(now)
+            settled = [
+                Commission(UUID(str(promoter_id)), int(level), int(amount))
+                for promoter_id, level, amount in order.commissions
+            ]
+            for c in settled:
+                uow.get(c.promoter_id, Promoter, "promoter").credit(order.id, c.level, c.amount, now)
+            entries = ledger.settlement(settled)
+            uow.add(Posting.record("settlement", str(order.id), order.id, entries, now))
+            return Done(0, status=order.status)
+
+        return self._run(command)
+
+
+def _with_position(result: R, position: int) -> R:
+    if hasattr(result, "position"):
+        return replace(result, position=position)  # type: ignore[type-var]
+    return result
