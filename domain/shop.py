@@ -118,12 +118,16 @@ class Shop(Application[UUID]):
             events = uow.collect_events()
             if not events:
                 return _with_position(result, self.position())
-            stored = [self.mapper.to_stored_event(e) for e in events]
             try:
                 if self._committer is not None:
-                    ids = self._committer.write(stored)
+                    ids = self._committer.write([self.mapper.to_stored_event(e) for e in events])
                 else:
-                    ids = list(self.recorder.insert_events(stored) or [])
+                    # eventsourcing's plain way: one transaction per command.
+                    ids = [
+                        r.notification.id
+                        for r in self.events.put(events)
+                        if r.notification.id is not None
+                    ]
             except (ConcurrencyConflict, IntegrityError):
                 # Spread the retries out so colliding commands do not collide again.
                 time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.05)))
