@@ -1,0 +1,80 @@
+"""Process managers for order expiry and commission settlement.
+
+Events set and cancel deadlines (domain.deadlines decides which); ``tick`` asks the
+injected clock for the time and issues the command of every deadline passed. The
+commands are idempotent, so a tick that runs twice, or before the follower has seen
+the command's own event, does no harm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from domain.deadlines import EXPIRE, SETTLE, TOPICS, Cancel, Schedule, deadlines_for
+from domain.exceptions import KamiError
+from domain.shop import Shop
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pm_deadlines (
+    kind text NOT NULL,
+    order_id uuid NOT NULL,
+    due_at timestamptz NOT NULL,
+    PRIMARY KEY (kind, order_id)
+);
+CREATE INDEX IF NOT EXISTS pm_deadlines_due ON pm_deadlines (due_at);
+"""
+
+
+class DeadlineManager:
+    name = "pm_deadlines"
+    topics = frozenset(TOPICS)
+
+    def __init__(self, shop: Shop, pool: ConnectionPool) -> None:
+        self._shop = shop
+        self._pool = pool
+
+    def create_tables(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(SCHEMA)
+
+    def apply(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> None:
+        window = self._shop.settings.after_sales_window
+        with conn.cursor() as cur:
+            for _, event in events:
+                for decision in deadlines_for(event, window):
+                    if isinstance(decision, Schedule):
+                        cur.execute(
+                            "INSERT INTO pm_deadlines (kind, order_id, due_at) VALUES (%s, %s, %s)"
+                            " ON CONFLICT (kind, order_id) DO UPDATE SET due_at = EXCLUDED.due_at",
+                            (decision.kind, decision.order_id, decision.due_at),
+                        )
+                    elif isinstance(decision, Cancel):
+                        cur.execute(
+                            "DELETE FROM pm_deadlines WHERE kind = %s AND order_id = %s",
+                            (decision.kind, decision.order_id),
+                        )
+
+    def tick(self, limit: int = 500) -> int:
+        """Issue the commands of the deadlines the clock has passed; returns how many."""
+        now = self._shop.clock()
+        with self._pool.connection() as conn:
+            due = conn.execute(
+                "SELECT kind, order_id FROM pm_deadlines WHERE due_at <= %s"
+                " ORDER BY due_at LIMIT %s",
+                (now, limit),
+            ).fetchall()
+        done = 0
+        for kind, order_id in due:
+            try:
+                if kind == EXPIRE:
+                    self._shop.expire_order(order_id)
+                elif kind == SETTLE:
+                    self._shop.settle_commissions(order_id)
+            except KamiError:
+                # The order moved on (e.g. refunded meanwhile); its own event cancels this.
+                continue
+            done += 1
+        return done

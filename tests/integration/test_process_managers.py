@@ -1,0 +1,98 @@
+"""Order expiry and commission settlement run from events and the injected clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+from consumers.deadlines import DeadlineManager
+from consumers.runner import LogRunner
+from domain.clock import ManualClock
+from domain.commissions import LEVEL_RATE_BPS
+from domain.money import share
+from kami.bootstrap import Kami
+
+
+def _setup(kami: Kami, cards: int = 3) -> tuple[object, object]:
+    shop = kami.shop
+    merchant = shop.register_merchant(f"m-{uuid4().hex[:6]}", "m@example.com")
+    product = shop.list_product(merchant.merchant_id, "Top-up", 1000, "auto")
+    shop.import_cards(merchant.merchant_id, product.product_id, [uuid4().hex for _ in range(cards)])
+    return merchant, product
+
+
+def _managers(kami: Kami) -> tuple[LogRunner, DeadlineManager]:
+    manager = DeadlineManager(kami.shop, kami.pool)
+    return LogRunner(kami.pool, kami.shop.recorder, kami.shop.mapper, [manager]), manager
+
+
+def test_an_unpaid_order_expires_when_the_clock_passes_its_deadline(
+    kami: Kami, clock: ManualClock
+) -> None:
+    shop = kami.shop
+    _, product = _setup(kami)
+    order = shop.place_order(product.product_id, 2, "buyer@example.com")
+    runner, manager = _managers(kami)
+    runner.catch_up()
+
+    clock.advance(timedelta(minutes=14))
+    manager.tick()
+    assert shop.get_order(order.order_id, order.token).status == "pending"
+
+    clock.advance(timedelta(minutes=2))
+    assert manager.tick() >= 1
+    assert shop.get_order(order.order_id, order.token).status == "expired"
+    assert shop.get_product(product.product_id).stock == 3
+
+    runner.catch_up()
+    assert manager.tick() == 0  # the Expired event cancelled the deadline
+
+
+def test_a_paid_order_is_not_expired(kami: Kami, clock: ManualClock) -> None:
+    shop = kami.shop
+    _, product = _setup(kami)
+    order = shop.place_order(product.product_id, 1, "buyer@example.com")
+    shop.record_payment("sandbox", order.order_id, uuid4().hex, order.amount)
+    runner, manager = _managers(kami)
+    runner.catch_up()
+    clock.advance(timedelta(hours=1))
+    manager.tick()
+    assert shop.get_order(order.order_id, order.token).status == "delivered"
+
+
+def test_commissions_settle_once_the_after_sales_window_closes(
+    kami: Kami, clock: ManualClock
+) -> None:
+    shop = kami.shop
+    _, product = _setup(kami)
+    referrer = shop.join_promoter("Ann", "ann@example.com")
+    sharer = shop.join_promoter("Bob", "bob@example.com", referrer.code)
+    order = shop.place_order(product.product_id, 1, "buyer@example.com", sharer.code)
+    shop.record_payment("sandbox", order.order_id, uuid4().hex, order.amount)
+    runner, manager = _managers(kami)
+    runner.catch_up()
+
+    clock.advance(timedelta(days=6, hours=23))
+    manager.tick()
+    assert shop.get_promoter(sharer.promoter_id).available == 0
+
+    clock.advance(timedelta(hours=2))
+    manager.tick()
+    assert shop.get_promoter(sharer.promoter_id).available == share(order.amount, LEVEL_RATE_BPS[1])
+    assert shop.get_promoter(referrer.promoter_id).available == share(order.amount, LEVEL_RATE_BPS[2])
+    runner.catch_up()
+    assert manager.tick() == 0
+
+
+def test_a_refund_inside_the_window_cancels_the_settlement(kami: Kami, clock: ManualClock) -> None:
+    shop = kami.shop
+    merchant, product = _setup(kami)
+    sharer = shop.join_promoter("Cy", "cy@example.com")
+    order = shop.place_order(product.product_id, 1, "buyer@example.com", sharer.code)
+    shop.record_payment("sandbox", order.order_id, uuid4().hex, order.amount)
+    shop.refund_order(order.order_id, "wrong region", merchant.merchant_id)
+    runner, manager = _managers(kami)
+    runner.catch_up()
+    clock.advance(timedelta(days=8))
+    manager.tick()
+    assert shop.get_promoter(sharer.promoter_id).available == 0
