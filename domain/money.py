@@ -11,7 +11,7 @@ _MONEY = re.compile(r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$")
 
 def parse_yuan(text: object, *, allow_zero: bool = False) -> int:
     """Parse "9.90" into 990 fen; refuse floats, signs, exponents and a third decimal."""
-    if not isinstance(text, str) or not _MONEY.match(text):
+    if not isinstance(text, str) or not _MONEY.fullmatch(text):
         raise InvalidMoney(f"{text!r} is not an amount in yuan with at most two decimals")
     whole, _, frac = text.partition(".")
     fen = int(whole) * 100 + int((frac + "00")[:2])
