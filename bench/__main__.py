@@ -1,0 +1,94 @@
+"""``python -m bench [NAME...]``: run benchmarks, merge their sections into bench/results.json.
+
+A benchmark is a module ``bench/<name>.py`` listed in ``BENCHMARKS``. It provides
+``SECTIONS`` (the result keys it writes), ``run(database_url) -> {section: figures}``
+and ``table(sections) -> str``. Each runs in a fresh database on the server, dropped
+afterwards. Sections of benchmarks not run this time are kept as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, cast
+
+from bench.database import fresh_database, server_url
+
+RESULTS = Path(__file__).with_name("results.json")
+
+# name -> module; add a line here for each new benchmark.
+BENCHMARKS: dict[str, str] = {
+    "orders": "bench.orders",
+}
+
+
+class Benchmark(Protocol):
+    SECTIONS: tuple[str, ...]
+
+    def run(self, database_url: str) -> dict[str, dict[str, Any]]: ...
+
+    def table(self, sections: dict[str, dict[str, Any]]) -> str: ...
+
+
+def load(name: str) -> Benchmark:
+    module: ModuleType = importlib.import_module(BENCHMARKS[name])
+    return cast(Benchmark, module)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def merge(path: Path, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Write these sections into the results file, keeping every other section."""
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    results.update(sections)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    temporary.replace(path)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file to merge into")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    names: list[str] = args.names or list(BENCHMARKS)
+
+    server = server_url()
+    tables: list[str] = []
+    results: dict[str, Any] = {}
+    for name in names:
+        benchmark = load(name)
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        with fresh_database(server, name) as database_url:
+            sections = benchmark.run(database_url)
+        stamp = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+        for figures in sections.values():
+            figures.update(stamp)
+        results = merge(args.results, sections)
+        tables.append(benchmark.table(sections))
+
+    print("\n\n".join(tables))
+    print()
+    print(json.dumps(results, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
