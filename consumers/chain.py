@@ -1,0 +1,163 @@
+"""Tamper evidence: a hash chain over the event log.
+
+Each link covers the previous link's digest and the stored event exactly as the
+event store holds it: log position, originator id, version, topic and state. The
+chain follower appends links as the log grows; ``verify`` recomputes the chain from
+the stored events and names the first position whose event no longer matches its
+link. An auditor who keeps an exported head digest outside the system can check
+that history up to it is unchanged, even if someone rewrote the links as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+GENESIS = b"\x00" * 32
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kami_chain (
+    position bigint PRIMARY KEY,
+    digest bytea NOT NULL
+)
+"""
+BATCH = 10_000
+
+
+def link(
+    previous: bytes, position: int, originator_id: UUID, version: int, topic: str, state: bytes
+) -> bytes:
+    topic_bytes = topic.encode()
+    digest = hashlib.sha256(previous)
+    digest.update(struct.pack(">qq", position, version))
+    digest.update(originator_id.bytes)
+    digest.update(struct.pack(">I", len(topic_bytes)))
+    digest.update(topic_bytes)
+    digest.update(struct.pack(">I", len(state)))
+    digest.update(state)
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    events_checked: int
+    head: str | None
+    broken_at: int | None
+    head_position: int
+
+
+def _stored_events(
+    conn: psycopg.Connection[Any], table: str, after: int = 0
+) -> Iterator[tuple[Any, ...]]:
+    """Every stored event in log order, streamed by a server-side cursor."""
+    with conn.cursor(name="kami_chain_scan") as cur:
+        cur.itersize = BATCH
+        cur.execute(
+            sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state"
+                " FROM {} WHERE notification_id > %s ORDER BY notification_id"
+            ).format(sql.Identifier(table)),
+            (after,),
+        )
+        yield from cur
+
+
+def ensure_schema(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(SCHEMA)
+
+
+def head(conn: psycopg.Connection[Any]) -> tuple[int, bytes]:
+    row = conn.execute("SELECT position, digest FROM kami_chain ORDER BY position DESC LIMIT 1").fetchone()
+    return (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
+
+
+def extend(conn: psycopg.Connection[Any], table: str) -> int:
+    """Append links for every event past the chain's head; returns how many.
+
+    One transaction holds a lock on the chain, so two followers never interleave links.
+    """
+    with conn.transaction():
+        conn.execute("LOCK TABLE kami_chain IN EXCLUSIVE MODE")
+        position, previous = head(conn)
+        links: list[tuple[int, bytes]] = []
+        for notification_id, oid, version, topic, state in _stored_events(conn, table, position):
+            previous = link(previous, notification_id, oid, version, topic, bytes(state))
+            links.append((notification_id, previous))
+        if links:
+            with conn.cursor() as cur, cur.copy("COPY kami_chain (position, digest) FROM STDIN") as copy:
+                for row in links:
+                    copy.write_row(row)
+        return len(links)
+
+
+def verify(
+    conn: psycopg.Connection[Any], table: str, against: tuple[int, bytes] | None = None
+) -> Verification:
+    """Recompute the chain from the stored events and compare it with the kept links.
+
+    Events past the chain's head are the follower's lag, not tampering, and are not
+    checked. With ``against`` (a position and digest kept outside the system), the
+    recomputed link at that position must equal it as well.
+    """
+    with conn.transaction():
+        events = _stored_events(conn, table)
+        kept = _kept_links(conn)
+        previous = GENESIS
+        checked = 0
+        head_position = 0
+        broken_at: int | None = None
+        link_row = next(kept, None)
+        for notification_id, oid, version, topic, state in events:
+            if link_row is None:
+                break  # past the head of the chain
+            if link_row[0] < notification_id:
+                broken_at = link_row[0]  # a linked event is gone
+                break
+            previous = link(previous, notification_id, oid, version, topic, bytes(state))
+            if link_row[0] > notification_id or link_row[1] != previous:
+                broken_at = notification_id  # an event was inserted or altered
+                break
+            if against is not None and notification_id == against[0] and previous != against[1]:
+                broken_at = notification_id
+                break
+            checked += 1
+            head_position = notification_id
+            link_row = next(kept, None)
+        else:
+            if link_row is not None:
+                broken_at = link_row[0]  # links remain with no events: events were deleted
+        if broken_at is None and against is not None and against[0] > head_position:
+            broken_at = head_position + 1  # history ends before the digest the auditor kept
+        return Verification(
+            ok=broken_at is None,
+            events_checked=checked,
+            head=previous.hex() if checked else None,
+            broken_at=broken_at,
+            head_position=head_position,
+        )
+
+
+def _kept_links(conn: psycopg.Connection[Any]) -> Iterator[tuple[int, bytes]]:
+    with conn.cursor(name="kami_chain_links") as cur:
+        cur.itersize = BATCH
+        cur.execute("SELECT position, digest FROM kami_chain ORDER BY position")
+        for position, digest in cur:
+            yield int(position), bytes(digest)
+
+
+def export_digest(position: int, digest: bytes) -> str:
+    return f"{position}:{digest.hex()}"
+
+
+def parse_digest(text: str) -> tuple[int, bytes]:
+    position, sep, digest = text.strip().partition(":")
+    if not sep:
+        raise ValueError("a kept digest looks like POSITION:HEX")
+    return int(position), bytes.fromhex(digest)
