@@ -492,10 +492,12 @@ class Shop(Application[UUID]):
 
         def command(uow: UnitOfWork) -> PaymentResult:
             now = self._now()
+            # The payment first: once it is seen, the order loaded next is at least as new
+            # as the command that recorded it, so a duplicate reports the current status.
+            earlier = uow.find(payment_id(provider, txn_id), Payment)
             order = uow.get(order_id, Order, "order")
             if amount != order.amount:
                 raise AmountMismatch("the amount paid is not the order's amount")
-            earlier = uow.find(payment_id(provider, txn_id), Payment)
             if earlier is not None:
                 if earlier.order_id != order.id:
                     raise DuplicateTxn("this txn id already paid another order")
