@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import signal
+import threading
+from types import FrameType
+from typing import Any, NoReturn
 
 from kami.settings import Settings, load_settings
 
@@ -26,16 +29,20 @@ def register(commands: Any) -> None:  # argparse's subparsers action has no publ
 def run(args: argparse.Namespace) -> int:
     # Settings first: a configuration error must be reported before anything heavy runs.
     settings = load_settings()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     # Heavy imports here, not at module level, so that `kami --help` stays fast.
     import uvicorn
 
     from api.main import create_app
     from api.settings import ApiSettings
+    from consumers.embedded import EmbeddedWorkers
     from kami.commands.common import open_kami
     from kami.demo import describe, seed_demo
 
     kami = open_kami(settings)
+    workers: EmbeddedWorkers | None = None
     try:
         demo = seed_demo(kami.shop, settings.home / "demo.json") if args.demo else None
         app = create_app(
@@ -47,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
                 epay_key=settings.epay_key,
             ),
         )
+        # The log follower drives the process managers (order expiry, commission
+        # settlement); without it reserved cards would never come back.
+        workers = EmbeddedWorkers(kami).start()
         base_url = f"http://{_display_host(args.host)}:{args.port}"
         print(_banner(settings, base_url), flush=True)
         if demo is not None:
@@ -56,8 +66,17 @@ def run(args: argparse.Namespace) -> int:
         # embedded server's own exit hook) still run on Ctrl-C or `docker stop`.
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     finally:
+        if workers is not None:
+            workers.stop()
         kami.close()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again for the
+    # handler it found installed. With the default one the process would die right there,
+    # skipping kami.close() and the exit hook that stops the embedded PostgreSQL.
+    raise SystemExit(0)
 
 
 def _display_host(host: str) -> str:
