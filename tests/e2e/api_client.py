@@ -163,7 +163,7 @@ def in_process(kami: Kami) -> Iterator[Api]:
     """An Api over FastAPI's TestClient: no socket, server errors raised in the test."""
     with warnings.catch_warnings():
         # Starlette nags about httpx at import; the warning says nothing about kami.
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*httpx.*", category=UserWarning)
         from fastapi.testclient import TestClient
     settings = random_settings()
     with TestClient(create_app(kami, settings)) as client:
