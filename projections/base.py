@@ -1,0 +1,425 @@
+"""The projection machinery: versioned tables, one handler per event, batched writes.
+
+A projection turns a batch of (log position, domain event) pairs into rows. Handlers do
+not talk to the database: ``begin`` prefetches, in a few queries, the rows of its own
+tables that the batch needs to read; handlers then record their changes in memory
+(``Changes``: puts, deletes, additive counters); ``flush`` writes everything in a
+handful of set-based statements (``unnest`` arrays, ``ON CONFLICT``) sent as one
+pipeline. A batch of thousands of events therefore costs a few round trips, not one
+per event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import psycopg
+from eventsourcing.utils import get_topic
+from psycopg import pq
+
+from projections import catalog
+
+Key = tuple[Any, ...]
+F = TypeVar("F", bound=Callable[..., None])
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# What a runner should do when a handler raises on an event (issue 5's dead letters):
+STOP = "stop"  # record the dead letter and stop this projection until ops retry or skip
+SKIP = "skip"  # record the dead letter and apply the batch again without that event
+
+
+def day_of(moment: datetime) -> date:
+    """The UTC calendar day of a business timestamp: daily buckets are UTC days."""
+    return moment.astimezone(UTC).date()
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # a PostgreSQL type; also the cast of the array this column is written from
+    default: str | None = None
+    nullable: bool = False
+
+    def ddl(self) -> str:
+        text = f"{self.name} {self.type}"
+        if not self.nullable:
+            text += " NOT NULL"
+        if self.default is not None:
+            text += f" DEFAULT {self.default}"
+        return text
+
+
+def key(name: str, type_: str) -> Column:
+    return Column(name, type_)
+
+
+def counter(name: str) -> Column:
+    """A bigint that handlers only ever add to: written with ``col = col + delta``."""
+    return Column(name, "bigint", default="0")
+
+
+def value(name: str, type_: str, *, default: str | None = None) -> Column:
+    """A plain value. Nullable, so that a counter row may exist before its facts arrive."""
+    return Column(name, type_, default=default, nullable=default is None)
+
+
+def fact(name: str, type_: str) -> Column:
+    """A value every row has from its first write."""
+    return Column(name, type_)
+
+
+@dataclass(frozen=True)
+class Table:
+    short: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        for name in [self.short, *names]:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a plain lower-case SQL name")
+        missing = [k for k in self.key if k not in names]
+        if missing:
+            raise ValueError(f"key columns {missing} are not columns of {self.short}")
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.short} has no column {name!r}")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ddl(self, full_name: str) -> list[str]:
+        body = ", ".join([c.ddl() for c in self.columns] + [f"PRIMARY KEY ({', '.join(self.key)})"])
+        statements = [f"CREATE TABLE IF NOT EXISTS {full_name} ({body})"]
+        for columns in self.indexes:
+            index = f"{full_name}_{'_'.join(columns)}_idx"
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {index} ON {full_name} ({', '.join(columns)})"
+            )
+        return statements
+
+
+def _arrays(table: Table, columns: Sequence[str]) -> str:
+    return ", ".join(f"%s::{table.column(c).type}[]" for c in columns)
+
+
+# -------------------------------------------------------------------------- changes
+
+
+class NotLoaded(LookupError):
+    """A handler read a row its batch did not prefetch: a bug in ``begin``, never data."""
+
+
+class Changes:
+    """One table's changes in a batch, kept in memory and written at the end in a few
+    statements: deletes, then puts (upserts of the columns given), then counter deltas.
+
+    A put after a delete of the same key replaces the row. Counters are only ever added
+    to, never put or deleted, so the three kinds of change commute per column.
+    """
+
+    def __init__(self, table: Table, name: str) -> None:
+        self.table = table
+        self.name = name
+        self._loaded: dict[Key, dict[str, Any] | None] = {}
+        self._puts: dict[Key, dict[str, Any]] = {}
+        self._deleted: set[Key] = set()
+        self._adds: dict[Key, dict[str, int]] = {}
+
+    # reads ------------------------------------------------------------------------
+
+    def load(self, conn: psycopg.Connection[Any], keys: Iterable[Key]) -> None:
+        """Prefetch these rows (those not already known) in one query."""
+        wanted = {k for k in keys if k not in self._loaded and k not in self._puts}
+        if not wanted:
+            return
+        for k in wanted:
+            self._loaded[k] = None
+        columns = self.table.key
+        rows = zip(*wanted, strict=True)
+        self._select(
+            conn,
+            f"({', '.join(columns)}) IN (SELECT * FROM unnest({_arrays(self.table, columns)}))",
+            [list(r) for r in rows],
+        )
+
+    def load_by(self, conn: psycopg.Connection[Any], column: str, values: Iterable[Any]) -> list[Key]:
+        """Prefetch every row whose ``column`` is one of ``values``; returns their keys."""
+        wanted = list(set(values))
+        if not wanted:
+            return []
+        return self._select(
+            conn, f"{column} = ANY(%s::{self.table.column(column).type}[])", [wanted]
+        )
+
+    def _select(self, conn: psycopg.Connection[Any], where: str, params: list[Any]) -> list[Key]:
+        names = self.table.column_names
+        found: list[Key] = []
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(names)} FROM {self.name} WHERE {where}", params)
+            for row in cur:
+                record = dict(zip(names, row, strict=True))
+                k = tuple(record[c] for c in self.table.key)
+                self._loaded[k] = record
+                found.append(k)
+        return found
+
+    def get(self, k: Key) -> dict[str, Any] | None:
+        """The row as this batch sees it: as loaded, then with this batch's changes."""
+        if k in self._puts:
+            base = None if k in self._deleted else self._loaded.get(k)
+            row = {**(base or {}), **self._puts[k]}
+        elif k in self._deleted:
+            return None
+        elif k in self._loaded:
+            loaded = self._loaded[k]
+            if loaded is None:
+                return None
+            row = dict(loaded)
+        else:
+            raise NotLoaded(f"{self.name} row {k} was not prefetched")
+        for column, delta in self._adds.get(k, {}).items():
+            row[column] = (row.get(column) or 0) + delta
+        return row
+
+    # writes -----------------------------------------------------------------------
+
+    def put(self, k: Key, **values: Any) -> None:
+        self._puts.setdefault(k, {}).update(values)
+
+    def delete(self, k: Key) -> None:
+        if k in self._adds:
+            raise ValueError(f"{self.name}: counters are never deleted ({k})")
+        self._puts.pop(k, None)
+        self._deleted.add(k)
+
+    def add(self, k: Key, **deltas: int) -> None:
+        current = self._adds.setdefault(k, {})
+        for column, delta in deltas.items():
+            current[column] = current.get(column, 0) + delta
+
+    def statements(self) -> Iterator[tuple[str, list[Any]]]:
+        table, keys = self.table, list(self.table.key)
+        if self._deleted:
+            cols = zip(*self._deleted, strict=True)
+            match = " AND ".join(f"t.{c} = d.{c}" for c in keys)
+            yield (
+                f"DELETE FROM {self.name} t USING unnest({_arrays(table, keys)}) AS d({', '.join(keys)})"
+                f" WHERE {match}",
+                [list(c) for c in cols],
+            )
+        # Upsert puts grouped by the set of columns they give.
+        groups: dict[tuple[str, ...], list[Key]] = {}
+        for k, values in self._puts.items():
+            groups.setdefault(tuple(sorted(values)), []).append(k)
+        for columns, group in groups.items():
+            params = [list(c) for c in zip(*group, strict=True)]
+            params += [[self._puts[k][c] for k in group] for c in columns]
+            yield self._upsert(keys, list(columns), params, add=False)
+        if self._adds:
+            columns = sorted({c for d in self._adds.values() for c in d})
+            group = list(self._adds)
+            params = [list(c) for c in zip(*group, strict=True)]
+            params += [[self._adds[k].get(c, 0) for k in group] for c in columns]
+            yield self._upsert(keys, columns, params, add=True)
+
+    def _upsert(
+        self, keys: list[str], columns: list[str], params: list[Any], *, add: bool
+    ) -> tuple[str, list[Any]]:
+        every = keys + columns
+        text = (
+            f"INSERT INTO {self.name} AS t ({', '.join(every)})"
+            f" SELECT * FROM unnest({_arrays(self.table, every)})"
+            f" ON CONFLICT ({', '.join(keys)}) DO "
+        )
+        if not columns:
+            text += "NOTHING"
+        elif add:
+            text += "UPDATE SET " + ", ".join(f"{c} = t.{c} + EXCLUDED.{c}" for c in columns)
+        else:
+            text += "UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+        return text, params
+
+
+class Batch:
+    """The in-memory state of one batch: a ``Changes`` per table, flushed in one pipeline."""
+
+    def __init__(self, projection: Projection[Any]) -> None:
+        self.changes = {t.short: Changes(t, projection.table(t.short)) for t in projection.tables}
+
+    def __getitem__(self, short: str) -> Changes:
+        return self.changes[short]
+
+    def before_flush(self) -> Iterator[tuple[str, list[Any]]]:
+        """Statements that must run before the tables' own changes (override)."""
+        return iter(())
+
+    def flush(self, conn: psycopg.Connection[Any]) -> None:
+        statements = list(self.before_flush())
+        for changes in self.changes.values():
+            statements.extend(changes.statements())
+        if not statements:
+            return
+        # One pipeline: the statements go out together and the batch costs one round trip.
+        with conn.pipeline(), conn.cursor() as cur:
+            for text, params in statements:
+                cur.execute(text, params)
+
+
+# ------------------------------------------------------------------------ projection
+
+
+def handles(*event_types: type) -> Callable[[F], F]:
+    """Mark a method as the handler of these event classes; it is named after the event."""
+
+    def mark(method: F) -> F:
+        method.__kami_handles__ = event_types  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+class HandlerFailed(Exception):
+    """A handler raised on one event. Nothing of the batch was written (handlers only
+    change memory), so a runner can record a dead letter and either stop or apply the
+    batch again without this event, as ``Projection.on_failure`` says."""
+
+    def __init__(self, projection: str, position: int, event: object) -> None:
+        super().__init__(f"{projection} failed on the event at position {position}: {event!r}")
+        self.projection = projection
+        self.position = position
+        self.event = event
+
+
+B = TypeVar("B", bound=Batch)
+
+
+class Projection(Generic[B]):
+    """A read model: a name, a version, its tables, and one handler per event type.
+
+    The instance is a runner ``Consumer``: ``name`` is its tracking name, which carries
+    the version (``rm_dashboard_v1``) so that a rebuild of v2 beside the live v1 has a
+    position of its own. Table names carry the version the same way.
+    """
+
+    read_model: ClassVar[str]
+    # The version of the code: bump it when a handler or a table changes, then rebuild.
+    VERSION: ClassVar[int] = 1
+    tables: ClassVar[tuple[Table, ...]] = ()
+    on_failure: ClassVar[str] = STOP
+    # Event class -> name of its handler method, collected from @handles.
+    handlers: ClassVar[dict[type, str]] = {}
+    topics: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[type, str] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, member in vars(klass).items():
+                for event_type in getattr(member, "__kami_handles__", ()):
+                    found[event_type] = attr
+        cls.handlers = found
+        cls.topics = frozenset(get_topic(t) for t in found)
+
+    def __init__(self, version: int | None = None) -> None:
+        self.version = self.VERSION if version is None else version
+        if not _NAME.match(self.read_model):
+            raise ValueError(f"{self.read_model!r} is not a plain lower-case SQL name")
+        self.prefix = f"rm_{self.read_model}_v{self.version}"
+        self.name = self.prefix
+        self._dispatch: dict[type, Callable[[B, int, Any], None]] = {
+            event_type: getattr(self, attr) for event_type, attr in self.handlers.items()
+        }
+
+    @classmethod
+    def live(cls, conn: psycopg.Connection[Any], version: int | None = None) -> Self:
+        """The projection whose tables queries should read: the given or the live version."""
+        if version is None:
+            version = catalog.live_version(conn, cls.read_model) or cls.VERSION
+        return cls(version)
+
+    # tables ---------------------------------------------------------------------------
+
+    def table(self, short: str) -> str:
+        return f"{self.prefix}_{short}"
+
+    def table_names(self, version: int | None = None) -> dict[str, str]:
+        prefix = self.prefix if version is None else f"rm_{self.read_model}_v{version}"
+        return {t.short: f"{prefix}_{t.short}" for t in self.tables}
+
+    def ddl(self, version: int | None = None) -> list[str]:
+        names = self.table_names(version)
+        return [s for t in self.tables for s in t.ddl(names[t.short])]
+
+    def create_tables(self, conn: psycopg.Connection[Any]) -> None:
+        for statement in self.ddl():
+            conn.execute(statement)
+        # The first version ever built becomes the live one; later ones are promoted.
+        catalog.register(conn, self.read_model, self.version)
+
+    def drop_tables(self, conn: psycopg.Connection[Any]) -> None:
+        for name in self.table_names().values():
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def rows(self, conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table, in key order: what a rebuild is compared with."""
+        result: dict[str, list[tuple[Any, ...]]] = {}
+        for t in self.tables:
+            columns = ", ".join(t.column_names)
+            result[t.short] = conn.execute(
+                f"SELECT {columns} FROM {self.table(t.short)} ORDER BY {', '.join(t.key)}"
+            ).fetchall()
+        return result
+
+    # events ---------------------------------------------------------------------------
+
+    def begin(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> B:
+        """A new batch with the rows these events will read prefetched (override)."""
+        raise NotImplementedError
+
+    def apply(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> None:
+        """Apply (position, event) pairs inside the caller's transaction."""
+        relevant = [(p, e) for p, e in events if type(e) in self._dispatch]
+        if not relevant:
+            return
+        batch = self.begin(conn, relevant)
+        for position, event in relevant:
+            try:
+                self._dispatch[type(event)](batch, position, event)
+            except Exception as error:
+                raise HandlerFailed(self.name, position, event) from error
+        batch.flush(conn)
+
+
+def of_type(events: Sequence[tuple[int, Any]], *types: type) -> Iterator[Any]:
+    """The events of these types, for ``begin`` to collect the keys it must prefetch."""
+    for _, event in events:
+        if isinstance(event, types):
+            yield event
+
+
+@contextmanager
+def snapshot(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """Read several tables (and a position) as of one instant: a repeatable-read
+    transaction, unless the caller already has a transaction of its own."""
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        yield conn
+        return
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield conn
