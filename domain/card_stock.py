@@ -35,9 +35,13 @@ class CardBucket(Aggregate):
         cards: list[list[str]]
 
         def apply(self, bucket: CardBucket) -> None:
+            # Copy on write: the repository's cached bucket is fast-forwarded in place while
+            # other threads deep-copy it, and a dict growing mid-copy raises RuntimeError.
+            cards = dict(bucket.cards)
             for card_id, fp, sealed in self.cards:
-                bucket.cards[card_id] = Card(fp, sealed)
-                bucket.fingerprints.add(fp)
+                cards[card_id] = Card(fp, sealed)
+            bucket.cards = cards
+            bucket.fingerprints = bucket.fingerprints | {fp for _, fp, _ in self.cards}
 
     class CardsReserved(Aggregate.Event):
         order_id: UUID
