@@ -205,3 +205,13 @@ def test_a_voided_reserved_card_cannot_be_claimed_by_its_order() -> None:
     bucket.void(taken[0], "leaked", LAPSED)
     with pytest.raises(InvalidState):
         bucket.claim(order, taken, LAPSED)
+
+
+def test_an_import_does_not_disturb_a_reader_walking_the_cards() -> None:
+    # The repository's cached bucket is fast-forwarded while other threads deep-copy it.
+    bucket = replay(stocked()[0])
+    walking = iter(bucket.cards.items())
+    next(walking)
+    bucket.add_cards([[str(uuid4()), "fp-new", "sealed-new"]], T0)
+    assert len(list(walking)) == 2  # no "dictionary changed size during iteration"
+    assert len(bucket.cards) == 4 and bucket.has_fingerprint("fp-new")
