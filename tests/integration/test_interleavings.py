@@ -273,9 +273,7 @@ def check_invariants(w: World) -> None:
             else:
                 assert (pending, available) == (0, 0)
 
-    assert w.shop.get_product(w.product_id).stock == sum(
-        b.count_available(w.clock()) for b in w.buckets()
-    )
+    assert w.shop.get_product(w.product_id).stock == sum(b.count_available(w.clock()) for b in w.buckets())
 
 
 @settings(
