@@ -108,9 +108,7 @@ class Table:
         statements = [f"CREATE TABLE IF NOT EXISTS {full_name} ({body})"]
         for columns in self.indexes:
             index = f"{full_name}_{'_'.join(columns)}_idx"
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS {index} ON {full_name} ({', '.join(columns)})"
-            )
+            statements.append(f"CREATE INDEX IF NOT EXISTS {index} ON {full_name} ({', '.join(columns)})")
         return statements
 
 
@@ -163,9 +161,7 @@ class Changes:
         wanted = list(set(values))
         if not wanted:
             return []
-        return self._select(
-            conn, f"{column} = ANY(%s::{self.table.column(column).type}[])", [wanted]
-        )
+        return self._select(conn, f"{column} = ANY(%s::{self.table.column(column).type}[])", [wanted])
 
     def _select(self, conn: psycopg.Connection[Any], where: str, params: list[Any]) -> list[Key]:
         names = self.table.column_names
@@ -188,9 +184,9 @@ class Changes:
             return None
         elif k in self._loaded:
             loaded = self._loaded[k]
-            if loaded is None:
+            if loaded is None and k not in self._adds:
                 return None
-            row = dict(loaded)
+            row = dict(loaded or {})
         else:
             raise NotLoaded(f"{self.name} row {k} was not prefetched")
         for column, delta in self._adds.get(k, {}).items():

@@ -33,9 +33,7 @@ def live_version(conn: psycopg.Connection[Any], read_model: str) -> int | None:
     exists = conn.execute("SELECT to_regclass('rm_catalog') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return None
-    row = conn.execute(
-        "SELECT live_version FROM rm_catalog WHERE read_model = %s", (read_model,)
-    ).fetchone()
+    row = conn.execute("SELECT live_version FROM rm_catalog WHERE read_model = %s", (read_model,)).fetchone()
     return int(row[0]) if row else None
 
 

@@ -198,9 +198,7 @@ class DashboardProjection(Projection[DashboardBatch]):
     read_model = "dashboard"
     tables = (MERCHANTS, BUYERS, DAILY, PRODUCTS, ORDERS, BUCKETS, HOLDS)
 
-    def begin(
-        self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]
-    ) -> DashboardBatch:
+    def begin(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> DashboardBatch:
         batch = DashboardBatch(self)
         placed = {e.originator_id for e in of_type(events, Order.Placed)}
         orders = {
@@ -209,8 +207,7 @@ class DashboardProjection(Projection[DashboardBatch]):
             if e.kind in SALES_KINDS and e.order_id is not None
         }
         orders |= {
-            e.originator_id
-            for e in of_type(events, Order.Reviewed, Order.Disputed, Order.DisputeResolved)
+            e.originator_id for e in of_type(events, Order.Reviewed, Order.Disputed, Order.DisputeResolved)
         }
         batch["orders"].load(conn, [(o,) for o in orders - placed])
         opened = {e.originator_id for e in of_type(events, CardBucket.Opened)}
@@ -318,9 +315,7 @@ class DashboardProjection(Projection[DashboardBatch]):
         b["merchants"].add((self._order(b, e.originator_id)["merchant_id"],), disputes=1)
 
     @handles(Order.DisputeResolved)
-    def order_dispute_resolved(
-        self, b: DashboardBatch, _: int, e: Order.DisputeResolved
-    ) -> None:
+    def order_dispute_resolved(self, b: DashboardBatch, _: int, e: Order.DisputeResolved) -> None:
         b["merchants"].add((self._order(b, e.originator_id)["merchant_id"],), disputes_resolved=1)
 
     # money -----------------------------------------------------------------------------

@@ -1,0 +1,204 @@
+"""Referral payouts (``GET /v1/promoters/{id}/payouts``): a promoter's commissions.
+
+Definitions (money in fen):
+
+- A commission accrues when an order's payment is honoured: ``Order.Paid`` carries the
+  split decided by domain.commissions (level 1 the sharer, level 2 its referrer).
+- **pending**: accrued commissions whose order's after-sales window has not closed.
+- **available**: commissions settled (``Promoter.CommissionCredited``, recorded by the
+  settlement process when the window closes), minus withdrawals. This is what the
+  promoter may still withdraw, the Promoter aggregate's ``available``.
+- **withdrawn**: the sum of withdrawals requested.
+- **reversed**: pending commissions cancelled because the order was refunded first. A
+  refund after settlement leaves them with the promoter (the merchant bears them).
+- **history**: one row per commission, oldest first: order, referral level, amount,
+  status pending / available / reversed.
+- **direct_referrals**: promoters who joined with this promoter's code;
+  **indirect_referrals**: those who joined with a direct referral's code.
+- **level**: the promoter's commission level. 1 for every promoter until promoter levels
+  (issue 4) record level changes; their handler sets the ``level`` column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from domain.order import Order
+from domain.promoter import Promoter
+from projections.base import (
+    Batch,
+    Projection,
+    Table,
+    counter,
+    fact,
+    handles,
+    key,
+    of_type,
+    snapshot,
+    value,
+)
+
+PENDING = "pending"
+AVAILABLE = "available"
+REVERSED = "reversed"
+
+PROMOTERS = Table(
+    "promoters",
+    (
+        key("promoter_id", "uuid"),
+        value("name", "text"),
+        value("referrer_id", "uuid"),
+        value("joined_at", "timestamptz"),
+        # Hook for issue 4: promoter levels will set this from their level events.
+        value("level", "integer", default="1"),
+        counter("pending"),
+        counter("available"),
+        counter("withdrawn"),
+        counter("reversed"),
+        counter("direct_referrals"),
+        counter("indirect_referrals"),
+    ),
+    ("promoter_id",),
+)
+COMMISSIONS = Table(
+    "commissions",
+    (
+        key("order_id", "uuid"),
+        key("promoter_id", "uuid"),
+        fact("level", "integer"),
+        fact("amount", "bigint"),
+        fact("status", "text"),
+        fact("accrued_at", "timestamptz"),
+        value("closed_at", "timestamptz"),
+    ),
+    ("order_id", "promoter_id"),
+    indexes=(("promoter_id", "accrued_at"),),
+)
+
+
+class PayoutsBatch(Batch):
+    def __init__(self, projection: PayoutsProjection) -> None:
+        super().__init__(projection)
+        # Commission keys by order, for the refunds of this batch to find them.
+        self.by_order: dict[UUID, list[tuple[UUID, UUID]]] = {}
+
+    def accrue(self, order_id: UUID, promoter_id: UUID, level: int, amount: int, at: datetime) -> None:
+        k = (order_id, promoter_id)
+        self["commissions"].put(k, level=level, amount=amount, status=PENDING, accrued_at=at)
+        self.by_order.setdefault(order_id, []).append(k)
+
+
+class PayoutsProjection(Projection[PayoutsBatch]):
+    read_model = "payouts"
+    tables = (PROMOTERS, COMMISSIONS)
+
+    def begin(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> PayoutsBatch:
+        batch = PayoutsBatch(self)
+        joined = {e.originator_id for e in of_type(events, Promoter.Joined)}
+        referrers = {e.referrer_id for e in of_type(events, Promoter.Joined) if e.referrer_id is not None}
+        batch["promoters"].load(conn, [(r,) for r in referrers - joined])
+        refunded = [e.originator_id for e in of_type(events, Order.Refunded)]
+        for k in batch["commissions"].load_by(conn, "order_id", refunded):
+            batch.by_order.setdefault(k[0], []).append(k)
+        return batch
+
+    @handles(Promoter.Joined)
+    def promoter_joined(self, b: PayoutsBatch, _: int, e: Promoter.Joined) -> None:
+        b["promoters"].put((e.originator_id,), name=e.name, referrer_id=e.referrer_id, joined_at=e.timestamp)
+        if e.referrer_id is None:
+            return
+        b["promoters"].add((e.referrer_id,), direct_referrals=1)
+        referrer = b["promoters"].get((e.referrer_id,))
+        if referrer is not None and referrer.get("referrer_id") is not None:
+            b["promoters"].add((referrer["referrer_id"],), indirect_referrals=1)
+
+    @handles(Order.Paid)
+    def order_paid(self, b: PayoutsBatch, _: int, e: Order.Paid) -> None:
+        for promoter_id, level, amount in e.commissions:
+            promoter = UUID(str(promoter_id))
+            b.accrue(e.originator_id, promoter, int(level), int(amount), e.timestamp)
+            b["promoters"].add((promoter,), pending=int(amount))
+
+    @handles(Promoter.CommissionCredited)
+    def commission_credited(self, b: PayoutsBatch, _: int, e: Promoter.CommissionCredited) -> None:
+        b["commissions"].put((e.order_id, e.originator_id), status=AVAILABLE, closed_at=e.timestamp)
+        b["promoters"].add((e.originator_id,), pending=-e.amount, available=e.amount)
+
+    @handles(Order.Refunded)
+    def order_refunded(self, b: PayoutsBatch, _: int, e: Order.Refunded) -> None:
+        for k in b.by_order.get(e.originator_id, []):
+            commission = b["commissions"].get(k)
+            if commission is None or commission["status"] != PENDING:
+                continue
+            b["commissions"].put(k, status=REVERSED, closed_at=e.timestamp)
+            b["promoters"].add((k[1],), pending=-commission["amount"], reversed=commission["amount"])
+
+    @handles(Promoter.WithdrawalRequested)
+    def withdrawal_requested(self, b: PayoutsBatch, _: int, e: Promoter.WithdrawalRequested) -> None:
+        b["promoters"].add((e.originator_id,), withdrawn=e.amount, available=-e.amount)
+
+
+# ---------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True)
+class Commission:
+    order_id: UUID
+    level: int
+    amount: int
+    status: str
+    accrued_at: datetime
+
+
+@dataclass(frozen=True)
+class Payouts:
+    promoter_id: UUID
+    level: int
+    pending: int
+    available: int
+    withdrawn: int
+    reversed: int
+    direct_referrals: int
+    indirect_referrals: int
+    history: list[Commission]
+
+
+def promoter_payouts(
+    conn: psycopg.Connection[Any], promoter_id: UUID, *, version: int | None = None
+) -> Payouts | None:
+    """A promoter's payouts, or None for a promoter the projection has not seen."""
+    with snapshot(conn):
+        p = PayoutsProjection.live(conn, version)
+        row = conn.execute(
+            "SELECT level, pending, available, withdrawn, reversed, direct_referrals,"
+            f" indirect_referrals FROM {p.table('promoters')} WHERE promoter_id = %s",
+            (promoter_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        history = [
+            Commission(*r)
+            for r in conn.execute(
+                f"SELECT order_id, level, amount, status, accrued_at FROM {p.table('commissions')}"
+                " WHERE promoter_id = %s ORDER BY accrued_at, order_id",
+                (promoter_id,),
+            )
+        ]
+    level, pending, available, withdrawn, reversed_, direct, indirect = row
+    return Payouts(
+        promoter_id=promoter_id,
+        level=level,
+        pending=pending,
+        available=available,
+        withdrawn=withdrawn,
+        reversed=reversed_,
+        direct_referrals=direct,
+        indirect_referrals=indirect,
+        history=history,
+    )
