@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 MIN_SECRET_LENGTH = 16
 
@@ -13,18 +13,19 @@ MIN_SECRET_LENGTH = 16
 class ApiSettings:
     """Plain secrets as configured; `create_app` keeps only digests of the bearer tokens."""
 
-    admin_token: str
-    auditor_token: str
-    payment_secret: str
-    epay_key: str
+    # repr=False: a logged or printed settings object must not show the secrets.
+    admin_token: str = field(repr=False)
+    auditor_token: str = field(repr=False)
+    payment_secret: str = field(repr=False)
+    epay_key: str = field(repr=False)
 
     def __post_init__(self) -> None:
         # A blank or short secret is a misconfiguration: refuse to start rather than
         # serve an admin API anyone can guess.
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for secret in fields(self):
+            value = getattr(self, secret.name)
             if not isinstance(value, str) or len(value.strip()) < MIN_SECRET_LENGTH:
-                raise ValueError(f"{field.name} must be a secret of {MIN_SECRET_LENGTH}+ characters")
+                raise ValueError(f"{secret.name} must be a secret of {MIN_SECRET_LENGTH}+ characters")
         if self.admin_token == self.auditor_token:
             raise ValueError("admin_token and auditor_token must differ")
 
