@@ -32,6 +32,8 @@ install: $(STAMP)
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: python3.11 (or python3 >= 3.11) is needed" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "make: $(PYTHON) is older than 3.11; install python3.11 or set PYTHON=" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): | $(BIN)/python

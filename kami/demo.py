@@ -241,7 +241,8 @@ def describe(info: DemoInfo, base_url: str, payment_secret: str | None) -> str:
         "  ORDER=<order_id from above>",
         "  BODY=\"{\\\"order_id\\\": \\\"$ORDER\\\", \\\"amount\\\": \\\"232.50\\\","
         " \\\"txn_id\\\": \\\"try-$ORDER\\\"}\"",
-        f"  SIG=$(printf %s \"$BODY\" | openssl dgst -sha256 -hmac '{secret}' | sed 's/.* //')",
+        # Double quotes: the placeholder $KAMI_PAYMENT_SECRET must expand in the shell.
+        f"  SIG=$(printf %s \"$BODY\" | openssl dgst -sha256 -hmac \"{secret}\" | sed 's/.* //')",
         f"  curl -X POST {base_url}/v1/payments/notify -H 'Content-Type: application/json' \\",
         "    -H \"X-Kami-Signature: $SIG\" -d \"$BODY\"",
         f"  # a manual product ({avatar.title}) and a second auto one ({vip.title}) are listed too",

@@ -59,6 +59,7 @@ def embedded_server_url(data_dir: str | os.PathLike[str]) -> str:
 def stop_embedded_server(data_dir: str | os.PathLike[str]) -> None:
     """Give up this process's use of the server; it stops if no other process uses it."""
     pgdata = Path(data_dir).expanduser().absolute().resolve()
+    # get_server() would start a stopped server just to stop it; look up ours instead.
     server = PostgresServer._instances.get(pgdata)
     if server is not None:
         server.cleanup()

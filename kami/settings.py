@@ -105,11 +105,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     after_sales = _positive_int(env, "KAMI_AFTER_SALES_DAYS", 7)
 
     given = {name: value for name in SECRET_VARS if (value := _text(env, name)) is not None}
-    short = tuple(name for name, value in given.items() if len(value) < MIN_SECRET_LENGTH)
-    if short:
-        raise SettingsError(
-            f"secrets must have at least {MIN_SECRET_LENGTH} characters: {', '.join(short)}", short
-        )
     missing = tuple(name for name in SECRET_VARS if name not in given)
     generated: tuple[str, ...] = ()
     if missing and database_url is not None:
@@ -122,6 +117,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         given.update({name: stored[name] for name in missing})
         generated = missing
 
+    # Checked after the merge: a hand-edited secrets.json is held to the same rule.
+    short = tuple(name for name in SECRET_VARS if len(given[name]) < MIN_SECRET_LENGTH)
+    if short:
+        raise SettingsError(
+            f"secrets must have at least {MIN_SECRET_LENGTH} characters: {', '.join(short)}", short
+        )
     if given["KAMI_ADMIN_TOKEN"] == given["KAMI_AUDITOR_TOKEN"]:
         # The auditor must not be able to act as admin.
         raise SettingsError(

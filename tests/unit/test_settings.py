@@ -167,3 +167,13 @@ def test_the_repr_hides_the_secrets(tmp_path: Path) -> None:
     assert "hunter2" not in text
     for value in _secrets().values():
         assert value not in text
+
+
+def test_a_hand_edited_short_secret_in_the_file_is_refused_by_name(tmp_path: Path) -> None:
+    load_settings({"KAMI_HOME": str(tmp_path)})
+    path = tmp_path / "secrets.json"
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({**stored, "KAMI_EPAY_KEY": "short"}))
+
+    with pytest.raises(SettingsError, match="KAMI_EPAY_KEY"):
+        load_settings({"KAMI_HOME": str(tmp_path)})
