@@ -21,7 +21,13 @@ event-log position of its last event.
 
 def create_app(kami: Kami, settings: ApiSettings) -> FastAPI:
     """Build the app around an assembled Kami; the caller owns (and closes) the Kami."""
-    app = FastAPI(title="kami", version="1.0.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="kami",
+        version="1.0.0",
+        description=DESCRIPTION,
+        # Operation ids are the route functions' names: short and stable for generated clients.
+        generate_unique_id_function=lambda route: route.name,
+    )
     app.state.kami = kami
     # Only digests of the bearer tokens are kept; the signing keys are needed as they are.
     app.state.authenticator = Authenticator(kami.shop, settings)

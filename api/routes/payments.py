@@ -120,11 +120,10 @@ def _epay_openapi(*, form: bool) -> dict[str, Any]:
         }
         for name in EPAY_FIELDS
     ]
-    extra: dict[str, Any] = {"parameters": [] if form else params}
-    if form:
-        schema = {"type": "object", "properties": {name: {"type": "string"} for name in EPAY_FIELDS}}
-        extra["requestBody"] = {"content": {"application/x-www-form-urlencoded": {"schema": schema}}}
-    return extra
+    if not form:
+        return {"parameters": params}
+    schema = {"type": "object", "properties": {name: {"type": "string"} for name in EPAY_FIELDS}}
+    return {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": schema}}}}
 
 
 EPAY_RESPONSES: dict[int | str, dict[str, Any]] = {
