@@ -7,18 +7,23 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from domain.order import Order
+from domain.shop import Shop
+from kami.demo import seed_demo
 from kami.settings import SECRET_VARS
 
 # The console script that `pip install -e .` puts next to the interpreter.
@@ -189,3 +194,48 @@ def test_serve_embedded_starts_its_own_postgres_and_prints_working_tokens(
         assert not (home / "pg" / "postmaster.pid").exists()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_demo_is_seeded_once_and_reused_while_the_database_holds_it(
+    shop: Shop, tmp_path: Path
+) -> None:
+    state = tmp_path / "demo.json"
+
+    first = seed_demo(shop, state)
+    again = seed_demo(shop, state)
+
+    assert first.seeded and not again.seeded
+    assert again == first
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600  # it holds the merchant's api key
+
+
+def test_the_demo_pays_two_levels_of_the_promoter_chain_and_never_a_third(shop: Shop) -> None:
+    demo = seed_demo(shop)
+    a, b, c = (UUID(p.promoter_id) for p in demo.promoters)
+    via_c = [o for o in demo.orders if o.promoter == "Promoter C" and o.status != "refunded"]
+
+    assert via_c
+    for placed in via_c:
+        order = shop.repository.get(UUID(placed.order_id))
+        assert isinstance(order, Order)
+        paid_to = {(UUID(str(pid)), int(level)) for pid, level, _ in order.commissions}
+        assert paid_to == {(c, 1), (b, 2)}
+        assert a not in {pid for pid, _ in paid_to}
+    statuses = [o.status for o in demo.orders]
+    assert statuses.count("refunded") == 1
+    assert all(s in ("delivered", "refunded") for s in statuses)
+
+
+def test_a_demo_file_from_another_database_is_replaced_by_a_fresh_seed(
+    shop: Shop, tmp_path: Path
+) -> None:
+    state = tmp_path / "demo.json"
+    stale = json.loads(seed_demo(shop, state).to_json())
+    stale["api_key"] = "mk_" + "0" * 32 + "_not-a-key-of-this-database"
+    state.write_text(json.dumps(stale))
+
+    fresh = seed_demo(shop, state)
+
+    assert fresh.seeded
+    assert fresh.api_key != stale["api_key"]
+    assert json.loads(state.read_text())["api_key"] == fresh.api_key
