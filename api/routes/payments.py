@@ -98,7 +98,8 @@ def sandbox_notify(
     try:
         note = SandboxNotification.model_validate_json(body)
     except ValidationError as error:
-        raise RequestValidationError(error.errors()) from None
+        # Located under "body" like every other request body's errors.
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from None
     result = shop.record_payment("sandbox", note.order_id, note.txn_id, note.amount)
     return PaymentOut.model_validate(
         {
