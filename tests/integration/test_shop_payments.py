@@ -159,3 +159,21 @@ def test_a_payment_posting_splits_fee_and_merchant_net(shop: Shop) -> None:
         ledger.FEES: -fee,
         ledger.merchant_account(view.merchant_id): -(order.amount - fee),
     }
+
+
+def test_two_different_payments_at_once_deliver_once_and_return_the_other(shop: Shop) -> None:
+    order, _ = two_orders(shop)
+    barrier = threading.Barrier(2)
+
+    def pay(_: int) -> PaymentResult:
+        barrier.wait()
+        return shop.record_payment("sandbox", order.order_id, uuid4().hex, order.amount)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(pay, range(2)))
+
+    assert [r.status for r in results] == ["delivered", "delivered"]
+    assert not any(r.duplicate for r in results)
+    view = shop.get_order(order.order_id, order.token)
+    assert view.cards is not None and len(view.cards) == 1
+    assert kinds(shop, order.order_id) == {"payment": 1, "unmatched": 1, "return": 1}
