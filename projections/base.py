@@ -209,24 +209,28 @@ class Changes:
         for column, delta in deltas.items():
             current[column] = current.get(column, 0) + delta
 
-    def statements(self) -> Iterator[tuple[str, list[Any]]]:
+    def statements(self) -> Iterator[Statement]:
         table, keys = self.table, list(self.table.key)
         if self._deleted:
             cols = zip(*self._deleted, strict=True)
-            match = " AND ".join(f"t.{c} = d.{c}" for c in keys)
-            yield (
-                f"DELETE FROM {self.name} t USING unnest({_arrays(table, keys)}) AS d({', '.join(keys)})"
-                f" WHERE {match}",
+            yield Statement(
+                f"DELETE FROM {self.name} t USING unnest({_arrays(table, keys)})"
+                f" AS d({', '.join(keys)}) WHERE {_match(keys)}",
                 [list(c) for c in cols],
             )
-        # Upsert puts grouped by the set of columns they give.
+        # Puts are grouped by the set of columns they give.
         groups: dict[tuple[str, ...], list[Key]] = {}
         for k, values in self._puts.items():
             groups.setdefault(tuple(sorted(values)), []).append(k)
         for columns, group in groups.items():
             params = [list(c) for c in zip(*group, strict=True)]
             params += [[self._puts[k][c] for k in group] for c in columns]
-            yield self._upsert(keys, list(columns), params, add=False)
+            if self._required - set(columns):
+                # Not a whole row: it changes a row an earlier event created. (INSERT
+                # would check NOT NULL before it found the conflict.)
+                yield self._update(keys, list(columns), params, len(group))
+            else:
+                yield self._upsert(keys, list(columns), params, add=False)
         if self._adds:
             columns = sorted({c for d in self._adds.values() for c in d})
             group = list(self._adds)
@@ -234,9 +238,15 @@ class Changes:
             params += [[self._adds[k].get(c, 0) for k in group] for c in columns]
             yield self._upsert(keys, columns, params, add=True)
 
-    def _upsert(
-        self, keys: list[str], columns: list[str], params: list[Any], *, add: bool
-    ) -> tuple[str, list[Any]]:
+    @property
+    def _required(self) -> set[str]:
+        return {
+            c.name
+            for c in self.table.columns
+            if not c.nullable and c.default is None and c.name not in self.table.key
+        }
+
+    def _upsert(self, keys: list[str], columns: list[str], params: list[Any], *, add: bool) -> Statement:
         every = keys + columns
         text = (
             f"INSERT INTO {self.name} AS t ({', '.join(every)})"
@@ -249,7 +259,34 @@ class Changes:
             text += "UPDATE SET " + ", ".join(f"{c} = t.{c} + EXCLUDED.{c}" for c in columns)
         else:
             text += "UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
-        return text, params
+        return Statement(text, params)
+
+    def _update(self, keys: list[str], columns: list[str], params: list[Any], rows: int) -> Statement:
+        every = keys + columns
+        return Statement(
+            f"UPDATE {self.name} t SET {', '.join(f'{c} = d.{c}' for c in columns)}"
+            f" FROM unnest({_arrays(self.table, every)}) AS d({', '.join(every)})"
+            f" WHERE {_match(keys)}",
+            params,
+            rows=rows,
+        )
+
+
+def _match(keys: list[str]) -> str:
+    return " AND ".join(f"t.{c} = d.{c}" for c in keys)
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    params: list[Any]
+    # How many rows it must change, when fewer would mean an event came before the one
+    # that creates its row: a bug to stop on, never to skip silently.
+    rows: int | None = None
+
+
+class MissingRows(LookupError):
+    """An update found fewer rows than it changes."""
 
 
 class Batch:
@@ -261,7 +298,7 @@ class Batch:
     def __getitem__(self, short: str) -> Changes:
         return self.changes[short]
 
-    def before_flush(self) -> Iterator[tuple[str, list[Any]]]:
+    def before_flush(self) -> Iterator[Statement]:
         """Statements that must run before the tables' own changes (override)."""
         return iter(())
 
@@ -272,9 +309,16 @@ class Batch:
         if not statements:
             return
         # One pipeline: the statements go out together and the batch costs one round trip.
-        with conn.pipeline(), conn.cursor() as cur:
-            for text, params in statements:
-                cur.execute(text, params)
+        checked: list[tuple[Statement, psycopg.Cursor[Any]]] = []
+        with conn.pipeline():
+            for statement in statements:
+                cur = conn.cursor()
+                cur.execute(statement.text, statement.params)
+                if statement.rows is not None:
+                    checked.append((statement, cur))
+        for statement, cur in checked:
+            if cur.rowcount != statement.rows:
+                raise MissingRows(f"{statement.text[:80]}... changed {cur.rowcount} of {statement.rows} rows")
 
 
 # ------------------------------------------------------------------------ projection
@@ -363,10 +407,10 @@ class Projection(Generic[B]):
         return [s for t in self.tables for s in t.ddl(names[t.short])]
 
     def create_tables(self, conn: psycopg.Connection[Any]) -> None:
+        # Creating tables never makes a version live: queries read the catalog's live
+        # version, or the code's VERSION while ops have promoted none.
         for statement in self.ddl():
             conn.execute(statement)
-        # The first version ever built becomes the live one; later ones are promoted.
-        catalog.register(conn, self.read_model, self.version)
 
     def drop_tables(self, conn: psycopg.Connection[Any]) -> None:
         for name in self.table_names().values():

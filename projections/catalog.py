@@ -1,5 +1,6 @@
 """Which version of each read model is live: the one query routes read.
 
+A read model without a row here is read at its code version (``Projection.VERSION``).
 A rebuild builds version n+1 beside the live version n, under its own tables and its
 own tracking name; once it has caught up, ``promote`` switches reads to it in one
 committed row update, and the old version's tables can be dropped.
@@ -17,16 +18,6 @@ CREATE TABLE IF NOT EXISTS rm_catalog (
     live_version integer NOT NULL
 )
 """
-
-
-def register(conn: psycopg.Connection[Any], read_model: str, version: int) -> None:
-    """Record a version as live only if the read model has none yet (its first build)."""
-    conn.execute(SCHEMA)
-    conn.execute(
-        "INSERT INTO rm_catalog (read_model, live_version) VALUES (%s, %s)"
-        " ON CONFLICT (read_model) DO NOTHING",
-        (read_model, version),
-    )
 
 
 def live_version(conn: psycopg.Connection[Any], read_model: str) -> int | None:

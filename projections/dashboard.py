@@ -53,6 +53,7 @@ from domain.product import Product
 from projections.base import (
     Batch,
     Projection,
+    Statement,
     Table,
     counter,
     day_of,
@@ -176,11 +177,11 @@ class DashboardBatch(Batch):
         if previous is not None:
             self._held_by[previous].discard(card_id)
 
-    def before_flush(self) -> Iterator[tuple[str, list[Any]]]:
+    def before_flush(self) -> Iterator[Statement]:
         # Runs before this batch's own hold changes, so it only ends earlier batches'
         # holds of the orders paid now; those put by this batch were ended in memory.
         if self._paid:
-            yield (
+            yield Statement(
                 f"DELETE FROM {self._holds_table} WHERE order_id = ANY(%s::uuid[])",
                 [list(self._paid)],
             )
