@@ -10,6 +10,8 @@ from eventsourcing.domain import Aggregate
 from domain.exceptions import InvalidInput, MerchantRestricted
 from domain.fees import TIERS
 
+MAX_NAME = 200
+
 
 class Merchant(Aggregate):
     class Registered(Aggregate.Created):
@@ -64,8 +66,10 @@ class Merchant(Aggregate):
     def register(
         cls, name: str, contact: str, tier: str, fee_rate_bps: int, at: datetime
     ) -> Merchant:
-        if not name.strip():
-            raise InvalidInput("a merchant needs a name")
+        if not name.strip() or len(name.strip()) > MAX_NAME:
+            raise InvalidInput(f"a merchant needs a name of 1 to {MAX_NAME} characters")
+        if len(contact.strip()) > MAX_NAME:
+            raise InvalidInput(f"a contact is at most {MAX_NAME} characters")
         return cls._create(
             cls.Registered,
             id=uuid4(),

@@ -80,6 +80,8 @@ class Product(Aggregate):
         if max_per_order is not None and max_per_order < 1:
             raise InvalidInput("max_per_order must be at least 1")
         tiers = check_tiers(price, wholesale)
+        if max_per_order is not None and any(q > max_per_order for q, _ in tiers):
+            raise InvalidInput("a wholesale tier starts above max_per_order and could never apply")
         return cls._create(
             cls.Listed,
             id=uuid4(),

@@ -13,6 +13,7 @@ from domain.ids import promoter_code_id
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 CODE_LENGTH = 8
+MAX_NAME = 200
 
 
 def new_code() -> str:
@@ -68,8 +69,10 @@ class Promoter(Aggregate):
         referrer_id: UUID | None,
         at: datetime,
     ) -> Promoter:
-        if not name.strip() or len(name) > 200:
-            raise InvalidInput("a promoter needs a name of at most 200 characters")
+        if not name.strip() or len(name.strip()) > MAX_NAME:
+            raise InvalidInput(f"a promoter needs a name of 1 to {MAX_NAME} characters")
+        if len(contact.strip()) > MAX_NAME:
+            raise InvalidInput(f"a contact is at most {MAX_NAME} characters")
         return cls._create(
             cls.Joined,
             id=uuid4(),

@@ -496,12 +496,14 @@ class Shop(Application[UUID]):
             # as the command that recorded it, so a duplicate reports the current status.
             earlier = uow.find(payment_id(provider, txn_id), Payment)
             order = uow.get(order_id, Order, "order")
-            if amount != order.amount:
-                raise AmountMismatch("the amount paid is not the order's amount")
+            # A txn seen before is a duplicate whatever else it says: the provider is
+            # retrying, and a retry changes nothing.
             if earlier is not None:
                 if earlier.order_id != order.id:
                     raise DuplicateTxn("this txn id already paid another order")
                 return PaymentResult(order.id, order.status, True, 0)
+            if amount != order.amount:
+                raise AmountMismatch("the amount paid is not the order's amount")
             if not order.is_open():
                 self._return_payment(uow, provider, txn_id, order, now)
                 return PaymentResult(order.id, order.status, False, 0)
