@@ -175,6 +175,10 @@ class Changes:
                 found.append(k)
         return found
 
+    def seed(self, rows: dict[Key, dict[str, Any] | None]) -> None:
+        """Take these rows as loaded (None: known absent), as if read from the table."""
+        self._loaded.update(rows)
+
     def get(self, k: Key) -> dict[str, Any] | None:
         """The row as this batch sees it: as loaded, then with this batch's changes."""
         if k in self._puts:
@@ -324,6 +328,12 @@ class Batch:
 # ------------------------------------------------------------------------ projection
 
 
+def handler_name(event_type: type) -> str:
+    """``Order.Paid`` -> ``order_paid``: the name a handler of that event must have."""
+    parts = event_type.__qualname__.split(".")
+    return "_".join(re.sub(r"(?<!^)(?=[A-Z])", "_", part).lower() for part in parts)
+
+
 def handles(*event_types: type) -> Callable[[F], F]:
     """Mark a method as the handler of these event classes; it is named after the event."""
 
@@ -372,6 +382,11 @@ class Projection(Generic[B]):
         for klass in reversed(cls.__mro__):
             for attr, member in vars(klass).items():
                 for event_type in getattr(member, "__kami_handles__", ()):
+                    if len(member.__kami_handles__) == 1 and attr != handler_name(event_type):
+                        raise TypeError(
+                            f"{cls.__name__}.{attr} handles {event_type.__qualname__}:"
+                            f" name it {handler_name(event_type)}"
+                        )
                     found[event_type] = attr
         cls.handlers = found
         cls.topics = frozenset(get_topic(t) for t in found)

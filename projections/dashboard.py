@@ -263,28 +263,28 @@ class DashboardProjection(Projection[DashboardBatch]):
         b["buckets"].put((e.originator_id,), product_id=e.product_id)
 
     @handles(CardBucket.CardsImported)
-    def cards_imported(self, b: DashboardBatch, _: int, e: CardBucket.CardsImported) -> None:
+    def card_bucket_cards_imported(self, b: DashboardBatch, _: int, e: CardBucket.CardsImported) -> None:
         b["products"].add((self._product_of(b, e.originator_id),), imported=len(e.cards))
 
     @handles(CardBucket.CardsReserved)
-    def cards_reserved(self, b: DashboardBatch, _: int, e: CardBucket.CardsReserved) -> None:
+    def card_bucket_cards_reserved(self, b: DashboardBatch, _: int, e: CardBucket.CardsReserved) -> None:
         product_id = self._product_of(b, e.originator_id)
         for card_id in e.card_ids:
             b.hold(card_id, product_id, e.order_id)
 
     @handles(CardBucket.CardsReleased)
-    def cards_released(self, b: DashboardBatch, _: int, e: CardBucket.CardsReleased) -> None:
+    def card_bucket_cards_released(self, b: DashboardBatch, _: int, e: CardBucket.CardsReleased) -> None:
         for card_id in e.card_ids:
             b.release(card_id)
 
     @handles(CardBucket.CardsClaimed)
-    def cards_claimed(self, b: DashboardBatch, _: int, e: CardBucket.CardsClaimed) -> None:
+    def card_bucket_cards_claimed(self, b: DashboardBatch, _: int, e: CardBucket.CardsClaimed) -> None:
         for card_id in e.card_ids:
             b.release(card_id)
         b["products"].add((self._product_of(b, e.originator_id),), claimed=len(e.card_ids))
 
     @handles(CardBucket.CardVoided)
-    def card_voided(self, b: DashboardBatch, _: int, e: CardBucket.CardVoided) -> None:
+    def card_bucket_card_voided(self, b: DashboardBatch, _: int, e: CardBucket.CardVoided) -> None:
         b.release(e.card_id)
         b["products"].add((self._product_of(b, e.originator_id),), voided=1)
 

@@ -126,7 +126,7 @@ class PayoutsProjection(Projection[PayoutsBatch]):
             b["promoters"].add((promoter,), pending=int(amount))
 
     @handles(Promoter.CommissionCredited)
-    def commission_credited(self, b: PayoutsBatch, _: int, e: Promoter.CommissionCredited) -> None:
+    def promoter_commission_credited(self, b: PayoutsBatch, _: int, e: Promoter.CommissionCredited) -> None:
         b["commissions"].put((e.order_id, e.originator_id), status=AVAILABLE, closed_at=e.timestamp)
         b["promoters"].add((e.originator_id,), pending=-e.amount, available=e.amount)
 
@@ -140,7 +140,7 @@ class PayoutsProjection(Projection[PayoutsBatch]):
             b["promoters"].add((k[1],), pending=-commission["amount"], reversed=commission["amount"])
 
     @handles(Promoter.WithdrawalRequested)
-    def withdrawal_requested(self, b: PayoutsBatch, _: int, e: Promoter.WithdrawalRequested) -> None:
+    def promoter_withdrawal_requested(self, b: PayoutsBatch, _: int, e: Promoter.WithdrawalRequested) -> None:
         b["promoters"].add((e.originator_id,), withdrawn=e.amount, available=-e.amount)
 
 

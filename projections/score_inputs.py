@@ -155,17 +155,17 @@ class ScoreInputsProjection(Projection[Batch]):
         b["buckets"].put((e.originator_id,), merchant_id=e.merchant_id)
 
     @handles(CardBucket.CardsImported)
-    def cards_imported(self, b: Batch, _: int, e: CardBucket.CardsImported) -> None:
+    def card_bucket_cards_imported(self, b: Batch, _: int, e: CardBucket.CardsImported) -> None:
         merchant_id = self._row(b, "buckets", e.originator_id)["merchant_id"]
         self._day(b, merchant_id, e.timestamp, cards_imported=len(e.cards))
 
     @handles(CardBucket.CardsClaimed)
-    def cards_claimed(self, b: Batch, _: int, e: CardBucket.CardsClaimed) -> None:
+    def card_bucket_cards_claimed(self, b: Batch, _: int, e: CardBucket.CardsClaimed) -> None:
         merchant_id = self._row(b, "buckets", e.originator_id)["merchant_id"]
         self._day(b, merchant_id, e.timestamp, cards_sold=len(e.card_ids))
 
     @handles(CardBucket.CardVoided)
-    def card_voided(self, b: Batch, _: int, e: CardBucket.CardVoided) -> None:
+    def card_bucket_card_voided(self, b: Batch, _: int, e: CardBucket.CardVoided) -> None:
         merchant_id = self._row(b, "buckets", e.originator_id)["merchant_id"]
         self._day(b, merchant_id, e.timestamp, cards_voided=1)
 
