@@ -14,7 +14,8 @@ def sandbox_signature(secret: str, body: bytes) -> str:
 def sandbox_signature_ok(secret: str, body: bytes, signature: str | None) -> bool:
     if not signature:
         return False
-    return hmac.compare_digest(sandbox_signature(secret, body), signature.strip().lower())
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str.
+    return hmac.compare_digest(sandbox_signature(secret, body).encode(), signature.strip().lower().encode())
 
 
 def epay_signature(params: Mapping[str, str], key: str) -> str:
@@ -28,4 +29,4 @@ def epay_signature(params: Mapping[str, str], key: str) -> str:
 
 def epay_signature_ok(params: Mapping[str, str], key: str) -> bool:
     sign = params.get("sign") or ""
-    return hmac.compare_digest(epay_signature(params, key), sign.strip().lower())
+    return hmac.compare_digest(epay_signature(params, key).encode(), sign.strip().lower().encode())
