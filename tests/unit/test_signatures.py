@@ -73,3 +73,18 @@ def test_a_tampered_or_missing_epay_sign_is_refused() -> None:
     assert not epay_signature_ok({**EPAY_PARAMS, "sign": ""}, EPAY_KEY)
     assert not epay_signature_ok({**EPAY_PARAMS, "sign": EPAY_SIGN}, "other")
     assert not epay_signature_ok({**EPAY_PARAMS, "money": "0.01", "sign": EPAY_SIGN}, EPAY_KEY)
+
+
+def test_a_non_ascii_signature_is_refused_not_an_error() -> None:
+    assert not sandbox_signature_ok(SECRET, BODY, "é" * 64)
+    assert not epay_signature_ok({**EPAY_PARAMS, "sign": "签名" * 16}, EPAY_KEY)
+
+
+def test_the_epay_signature_covers_non_ascii_parameters_as_utf8() -> None:
+    params = {**EPAY_PARAMS, "name": "游戏点卡"}
+    text = (
+        "money=9.90&name=游戏点卡&out_trade_no=abc&pid=1001"
+        "&trade_no=T1&trade_status=TRADE_SUCCESS&type=alipay"
+    )
+    sign = hashlib.md5((text + EPAY_KEY).encode()).hexdigest()
+    assert epay_signature_ok({**params, "sign": sign}, EPAY_KEY)
