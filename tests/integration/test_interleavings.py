@@ -4,7 +4,10 @@ left without its cards or a refund, and a balanced ledger."""
 
 from __future__ import annotations
 
+import random
+import threading
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -16,7 +19,7 @@ from hypothesis import strategies as st
 from domain import ledger
 from domain.card_stock import SOLD, CardBucket
 from domain.clock import ManualClock
-from domain.exceptions import InvalidState, OutOfStock
+from domain.exceptions import InvalidInput, InvalidState, OutOfStock
 from domain.ids import bucket_id, payment_id
 from domain.order import DELIVERED, EXPIRED, PENDING, REFUNDED, Order
 from domain.payment import APPLIED, Payment
@@ -296,3 +299,85 @@ def test_random_interleavings_keep_cards_payments_and_ledger_consistent(
     for action in actions:
         run(world, action)
         check_invariants(world)
+
+
+# ------------------------------------------------------------- concurrency
+
+
+CHAOS = {"place": 8, "pay": 8, "dup": 3, "expire": 2, "refund": 2, "settle": 2, "void": 1, "lapse": 1}
+
+
+def chaos(w: World, rng: random.Random, lock: threading.Lock) -> None:
+    """One buyer, merchant, provider or process manager acting at random."""
+    op = rng.choices(list(CHAOS), weights=list(CHAOS.values()))[0]
+    if op == "place":
+        try:
+            placed = w.shop.place_order(
+                w.product_id,
+                rng.randint(1, 2),
+                "b@example.com",
+                w.promoter_code if rng.random() < 0.5 else None,
+            )
+        except OutOfStock:
+            return
+        with lock:
+            w.orders.append(placed)
+        return
+    if op == "void":
+        with suppress_expected():
+            w.shop.void_card(w.merchant_id, w.product_id, rng.choice(w.card_ids), "leaked")
+        return
+    if op == "lapse":
+        w.clock.advance(rng.choice([TTL + timedelta(seconds=1)] * 3 + [WINDOW]))
+        return
+    with lock:
+        if not w.orders:
+            return
+        placed = rng.choice(w.orders)
+        used = list(w.txns[placed.order_id])
+        txn = rng.choice(used) if op == "dup" and used else uuid4().hex
+        if op == "pay" or (op == "dup" and not used):
+            w.txns[placed.order_id].append(txn)
+    if op in ("pay", "dup"):
+        w.shop.record_payment(PROVIDER, placed.order_id, txn, placed.amount)
+    elif op == "expire":
+        w.shop.expire_order(placed.order_id)
+    elif op == "settle":
+        w.shop.settle_commissions(placed.order_id)
+    else:
+        with suppress_expected():
+            w.shop.refund_order(placed.order_id, "asked", w.merchant_id)
+
+
+class suppress_expected:  # noqa: N801 - used like contextlib.suppress
+    """Refusals a random actor may meet: refunding an unpaid order, voiding a reserved card."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is not None and issubclass(kind, InvalidState | InvalidInput)
+
+
+def test_concurrent_random_actors_keep_cards_payments_and_ledger_consistent(
+    shop: Shop, clock: ManualClock
+) -> None:
+    world = setup_world(shop, clock, Ledger(shop))
+    shop.import_cards(world.merchant_id, world.product_id, [f"IL-{uuid4().hex}" for _ in range(16)])
+    lock = threading.Lock()
+    seed = random.randrange(2**32)
+    actors, steps = 12, 20
+    barrier = threading.Barrier(actors)
+
+    def act(index: int) -> None:
+        rng = random.Random(seed + index)
+        barrier.wait()
+        for _ in range(steps):
+            chaos(world, rng, lock)
+
+    with ThreadPoolExecutor(max_workers=actors) as pool:
+        for future in [pool.submit(act, i) for i in range(actors)]:
+            future.result()  # any unexpected error (Busy, RuntimeError, ...) fails the test
+
+    assert world.orders, f"seed {seed}: nobody managed to order"
+    check_invariants(world)
