@@ -37,7 +37,7 @@ Rates are 0.0 when their denominator is 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -182,7 +182,7 @@ class DashboardBatch(Batch):
         # holds of the orders paid now; those put by this batch were ended in memory.
         if self._paid:
             yield Statement(
-                f"DELETE FROM {self._holds_table} WHERE order_id = ANY(%s::uuid[])",
+                f"DELETE FROM {self._holds_table} WHERE order_id = ANY(%b::uuid[])",
                 [list(self._paid)],
             )
 
@@ -217,7 +217,7 @@ class DashboardProjection(Projection[DashboardBatch]):
         return batch
 
     @staticmethod
-    def _order(batch: DashboardBatch, order_id: UUID) -> dict[str, Any]:
+    def _order(batch: DashboardBatch, order_id: UUID) -> Mapping[str, Any]:
         order = batch["orders"].get((order_id,))
         if order is None:
             raise LookupError(f"order {order_id} has an event but was never placed")

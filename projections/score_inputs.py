@@ -28,7 +28,7 @@ decides, unlike the dashboard's 0.0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -136,7 +136,7 @@ class ScoreInputsProjection(Projection[Batch]):
         return batch
 
     @staticmethod
-    def _row(batch: Batch, table: str, k: Any) -> dict[str, Any]:
+    def _row(batch: Batch, table: str, k: Any) -> Mapping[str, Any]:
         row = batch[table].get((k,))
         if row is None:
             raise LookupError(f"{table} {k} has an event but no row")
