@@ -36,6 +36,14 @@ Design
   so any 30-day window is a sum as of any day. Other read models as of an instant are
   a replay of a fresh version up to that position.
 
+Reading (what a query route does): one snapshot for the figures and the position, so
+that the position never claims more than the figures show::
+
+    with pool.connection() as conn, snapshot(conn):
+        view = DashboardProjection.live(conn)           # the live version
+        position = read_position(conn, view.name)       # consumers.runner
+        figures = merchant_dashboard(conn, merchant_id, version=view.version)
+
 Read models (one module each; query functions return frozen dataclasses, money in fen):
 
 - ``dashboard``: per merchant, every figure of API.md's dashboard.

@@ -403,6 +403,8 @@ class Projection(Generic[B]):
 
     def __init__(self, version: int | None = None) -> None:
         self.version = self.VERSION if version is None else version
+        if self.version < 1:
+            raise ValueError("versions count from 1")
         if not _NAME.match(self.read_model):
             raise ValueError(f"{self.read_model!r} is not a plain lower-case SQL name")
         self.prefix = f"rm_{self.read_model}_v{self.version}"
