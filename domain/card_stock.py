@@ -10,7 +10,9 @@ before the expiry process has released it, so stock never waits on a background 
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -39,7 +41,7 @@ class CardBucket(Aggregate):
             # other threads deep-copy it, and a dict growing mid-copy raises RuntimeError.
             cards = dict(bucket.cards)
             for card_id, fp, sealed in self.cards:
-                cards[card_id] = Card(fp, sealed)
+                cards[card_id] = Card(fp, sealed, FREE, None, None)
             bucket.cards = cards
             bucket.fingerprints = bucket.fingerprints | {fp for _, fp, _ in self.cards}
 
@@ -49,35 +51,28 @@ class CardBucket(Aggregate):
         until: datetime
 
         def apply(self, bucket: CardBucket) -> None:
-            for card_id in self.card_ids:
-                card = bucket.cards[card_id]
-                card.status, card.order_id, card.until = RESERVED, self.order_id, self.until
+            bucket.set_cards(self.card_ids, RESERVED, self.order_id, self.until)
 
     class CardsReleased(Aggregate.Event):
         order_id: UUID
         card_ids: list[str]
 
         def apply(self, bucket: CardBucket) -> None:
-            for card_id in self.card_ids:
-                card = bucket.cards[card_id]
-                card.status, card.order_id, card.until = FREE, None, None
+            bucket.set_cards(self.card_ids, FREE, None, None)
 
     class CardsClaimed(Aggregate.Event):
         order_id: UUID
         card_ids: list[str]
 
         def apply(self, bucket: CardBucket) -> None:
-            for card_id in self.card_ids:
-                card = bucket.cards[card_id]
-                card.status, card.order_id, card.until = SOLD, self.order_id, None
+            bucket.set_cards(self.card_ids, SOLD, self.order_id, None)
 
     class CardVoided(Aggregate.Event):
         card_id: str
         reason: str
 
         def apply(self, bucket: CardBucket) -> None:
-            card = bucket.cards[self.card_id]
-            card.status, card.order_id, card.until = VOID, None, None
+            bucket.set_cards([self.card_id], VOID, None, None)
 
     def __init__(self, product_id: UUID, merchant_id: UUID, index: int) -> None:
         self.product_id = product_id
@@ -96,6 +91,22 @@ class CardBucket(Aggregate):
             merchant_id=merchant_id,
             index=index,
         )
+
+    def set_cards(
+        self, card_ids: list[str], status: str, order_id: UUID | None, until: datetime | None
+    ) -> None:
+        for card_id in card_ids:
+            card = self.cards[card_id]
+            self.cards[card_id] = card._replace(status=status, order_id=order_id, until=until)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CardBucket:
+        # Commands get a copy of the cached bucket. Cards are immutable tuples and the
+        # fingerprint set is only ever replaced, so copying the map is enough: a deep copy
+        # of thousands of cards on every command and every stock read would dominate.
+        clone = copy.copy(self)
+        clone.cards = dict(self.cards)
+        clone._pending_events = list(self._pending_events)
+        return clone
 
     def has_fingerprint(self, fp: str) -> bool:
         return fp in self.fingerprints
@@ -160,25 +171,17 @@ class CardBucket(Aggregate):
         return self.cards[card_id].sealed
 
 
-class Card:
-    """One card's state inside its bucket (not an aggregate: it never leaves the bucket)."""
+class Card(NamedTuple):
+    """One card's state inside its bucket. Immutable: a change replaces the entry, so a
+    copy of the bucket never shares a card that is changing under it."""
 
-    __slots__ = ("fingerprint", "sealed", "status", "order_id", "until")
-
-    def __init__(self, fingerprint: str, sealed: str) -> None:
-        self.fingerprint = fingerprint
-        self.sealed = sealed
-        self.status = FREE
-        self.order_id: UUID | None = None
-        self.until: datetime | None = None
+    fingerprint: str
+    sealed: str
+    status: str
+    order_id: UUID | None
+    until: datetime | None
 
     def is_available(self, now: datetime) -> bool:
         if self.status == FREE:
             return True
         return self.status == RESERVED and self.until is not None and self.until <= now
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return (self.fingerprint, self.sealed, self.status, self.order_id, self.until)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        self.fingerprint, self.sealed, self.status, self.order_id, self.until = state  # type: ignore[assignment]
