@@ -42,6 +42,9 @@ class Order(Aggregate):
         fee_rate_bps: int
         # Each commission is [promoter_id, level, amount]: the accrual at payment.
         commissions: list[list[Any]]
+        # False when the payment arrived too late to deliver and is sent back: the order
+        # is refunded in the same command. Read models need not look elsewhere to know.
+        honoured: bool
 
         def apply(self, order: Order) -> None:
             order.status = PAID
@@ -185,9 +188,13 @@ class Order(Aggregate):
         fee_rate_bps: int,
         commissions: list[list[Any]],
         at: datetime,
+        *,
+        honoured: bool = True,
     ) -> None:
         if not self.is_open():
             raise InvalidState("this order has already been paid or refunded")
+        if not honoured and commissions:
+            raise InvalidState("a payment sent back earns no commission")
         self.trigger_event(
             self.Paid,
             provider=provider,
@@ -195,6 +202,7 @@ class Order(Aggregate):
             amount=amount,
             fee_rate_bps=fee_rate_bps,
             commissions=commissions,
+            honoured=honoured,
             timestamp=at,
         )
 

@@ -31,6 +31,9 @@ class Promoter(Aggregate):
         code: str
         token_hash: str
         referrer_id: UUID | None
+        # The referrer and the referrer's referrer, fixed at join: read models count
+        # direct and indirect referrals from this event alone, never from another's.
+        upline: list[UUID]
 
     class CommissionCredited(Aggregate.Event):
         order_id: UUID
@@ -49,8 +52,15 @@ class Promoter(Aggregate):
             promoter.withdrawn += self.amount
 
     def __init__(
-        self, name: str, contact: str, code: str, token_hash: str, referrer_id: UUID | None
+        self,
+        name: str,
+        contact: str,
+        code: str,
+        token_hash: str,
+        referrer_id: UUID | None,
+        upline: list[UUID],
     ) -> None:
+        self.upline = list(upline)
         self.name = name
         self.contact = contact
         self.code = code
@@ -66,7 +76,7 @@ class Promoter(Aggregate):
         contact: str,
         code: str,
         token_hash: str,
-        referrer_id: UUID | None,
+        referrer: Promoter | None,
         at: datetime,
     ) -> Promoter:
         if not name.strip() or len(name.strip()) > MAX_NAME:
@@ -81,7 +91,8 @@ class Promoter(Aggregate):
             contact=contact.strip(),
             code=code,
             token_hash=token_hash,
-            referrer_id=referrer_id,
+            referrer_id=referrer.id if referrer else None,
+            upline=[referrer.id, *referrer.upline[:1]] if referrer else [],
         )
 
     def credit(self, order_id: UUID, level: int, amount: int, at: datetime) -> None:

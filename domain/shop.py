@@ -326,15 +326,15 @@ class Shop(Application[UUID]):
     ) -> PromoterJoined:
         def command(uow: UnitOfWork) -> PromoterJoined:
             now = self._now()
-            referrer_id = None
+            referrer = None
             if referrer_code is not None:
                 claim = uow.find(promoter_code_id(normalise_code(referrer_code)), PromoterCode)
                 if claim is None:
                     raise UnknownReferrer("no promoter has this referrer code")
-                referrer_id = claim.promoter_id
+                referrer = uow.get(claim.promoter_id, Promoter, "promoter")
             secret = new_secret()
             code = new_code()
-            promoter = Promoter.join(name, contact, code, hash_secret(secret), referrer_id, now)
+            promoter = Promoter.join(name, contact, code, hash_secret(secret), referrer, now)
             # A taken code collides on save; the retry draws a new one.
             uow.add(promoter, PromoterCode.claim(code, promoter.id, now))
             token = compose_token("pt", promoter.id, secret)
@@ -512,6 +512,7 @@ class Shop(Application[UUID]):
                 if cards is None:
                     self._pay(uow, provider, txn_id, order, now, honoured=False)
                     order.refund("no cards left when the payment arrived", "system", now)
+                    self._release_cards(uow, order, now)
                     return PaymentResult(order.id, order.status, False, 0)
                 self._pay(uow, provider, txn_id, order, now, honoured=True)
                 order.deliver(cards, None, now)
@@ -540,6 +541,7 @@ class Shop(Application[UUID]):
             merchant.fee_rate_bps,
             [[c.promoter_id, c.level, c.amount] for c in commissions],
             now,
+            honoured=honoured,
         )
         ref = str(order.id)
         if honoured:
@@ -656,11 +658,15 @@ class Shop(Application[UUID]):
             if order.status != PENDING or now < order.expires_at:
                 return Done(0, status=order.status)
             order.expire(now)
-            for bid, ids in order.reservation:
-                uow.get(UUID(str(bid)), CardBucket, "card bucket").release(order.id, list(ids), now)
+            self._release_cards(uow, order, now)
             return Done(0, status=order.status)
 
         return self._run(command)
+
+    def _release_cards(self, uow: UnitOfWork, order: Order, now: datetime) -> None:
+        """Give back whatever cards are still reserved for an order that will not take them."""
+        for bid, ids in order.reservation:
+            uow.get(UUID(str(bid)), CardBucket, "card bucket").release(order.id, list(ids), now)
 
     def settle_commissions(self, order_id: UUID) -> Done:
         """Make an order's commissions available once its after-sales window closed."""
