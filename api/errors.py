@@ -31,6 +31,7 @@ STATUS_BY_ERROR: dict[type[domain.KamiError], int] = {
     domain.BadSignature: 400,
     domain.AmountMismatch: 400,
     domain.Busy: 503,
+    domain.ProjectionLagging: 503,
 }
 
 # The store is unreachable or its pool is exhausted: nothing was written, retrying is safe.
@@ -163,7 +164,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "The resource's state refuses the command "
         "(`out_of_stock`, `invalid_state`, `insufficient_balance`, ...).",
         422: "Malformed or invalid input (`invalid_input`, `over_limit`, `unknown_referrer`, ...).",
-        503: "Contention or an unreachable store (`busy`, `unavailable`); safe to retry.",
+        503: "Contention, an unreachable store or a lagging view "
+        "(`busy`, `unavailable`, `projection_lagging`); safe to retry.",
     }
     out: dict[int | str, dict[str, Any]] = {}
     for status in (*statuses, 503):

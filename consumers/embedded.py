@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
+from consumers import chain
 from consumers.deadlines import DeadlineManager
 from consumers.runner import Consumer, LogRunner
 from kami.bootstrap import Kami
+from projections.registry import build_live
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedWorkers:
-    """The log follower plus the process managers' ticks, on one thread."""
+    """The read models, the process managers' ticks and the hash chain, on one thread."""
 
-    def __init__(self, kami: Kami, extra: list[Consumer] | None = None) -> None:
+    def __init__(self, kami: Kami, consumers: Sequence[Consumer] | None = None) -> None:
+        self._kami = kami
         self.deadlines = DeadlineManager(kami.shop, kami.pool)
+        if consumers is None:
+            with kami.pool.connection() as conn:
+                consumers = build_live(conn)
         self.runner = LogRunner(
-            kami.pool, kami.shop.recorder, kami.shop.mapper, [self.deadlines, *(extra or [])]
+            kami.pool, kami.shop.recorder, kami.shop.mapper, [self.deadlines, *consumers]
         )
+        with kami.pool.connection() as conn:
+            chain.ensure_schema(conn)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kami-follower", daemon=True)
         self.error: BaseException | None = None
@@ -28,9 +37,14 @@ class EmbeddedWorkers:
         self._thread.start()
         return self
 
+    def on_idle(self) -> None:
+        self.deadlines.tick()
+        with self._kami.pool.connection() as conn:
+            chain.extend(conn, self._kami.shop.recorder.events_table_name)
+
     def _run(self) -> None:
         try:
-            self.runner.run_forever(self._stop, on_idle=self.deadlines.tick)
+            self.runner.run_forever(self._stop, on_idle=self.on_idle)
         except BaseException as error:
             # A follower that dies silently would let views go stale unnoticed.
             self.error = error

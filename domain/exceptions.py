@@ -95,3 +95,9 @@ class Busy(KamiError):
 
 class ConcurrencyConflict(Exception):
     """A concurrent writer won; the command must reload and retry (never leaves Shop)."""
+
+
+class ProjectionLagging(KamiError):
+    """A read model has not yet processed the position the caller asked for."""
+
+    code = "projection_lagging"
