@@ -39,6 +39,7 @@ EXPECTED = {
     domain.BadSignature: 400,
     domain.AmountMismatch: 400,
     domain.Busy: 503,
+    domain.ProjectionLagging: 503,
 }
 
 
