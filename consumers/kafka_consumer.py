@@ -84,6 +84,7 @@ class KafkaProjector:
         self.group = f"{group_prefix}.{consumer.name}"
         self._on_idle = on_idle
         self._kafka: KafkaConsumer | None = None
+        self.failed = False
         with self._pool.connection() as conn, conn.transaction():
             conn.execute(SCHEMA)
             consumer.create_tables(conn)

@@ -48,6 +48,10 @@ class SettingsError(Exception):
         self.variables = variables
 
 
+DEFAULT_KAFKA_TOPIC = "kami.events"
+DEFAULT_KAFKA_PARTITIONS = 8
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -61,6 +65,8 @@ class Settings:
     home: Path
     # Which secrets were generated (embedded mode), so start-up can print them.
     generated: tuple[str, ...] = ()
+    kafka_topic: str = DEFAULT_KAFKA_TOPIC
+    kafka_partitions: int = DEFAULT_KAFKA_PARTITIONS
 
     @property
     def embedded(self) -> bool:
@@ -140,6 +146,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         after_sales_days=after_sales,
         home=home,
         generated=generated,
+        kafka_topic=_text(env, "KAMI_KAFKA_TOPIC") or DEFAULT_KAFKA_TOPIC,
+        kafka_partitions=_positive_int(env, "KAMI_KAFKA_PARTITIONS", DEFAULT_KAFKA_PARTITIONS),
     )
 
 

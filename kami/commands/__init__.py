@@ -7,4 +7,8 @@ shred) is one new module and one line here. Modules import heavy dependencies in
 their handler, so ``kami --help`` stays fast.
 """
 
-COMMANDS: tuple[str, ...] = ("kami.commands.serve",)
+COMMANDS: tuple[str, ...] = (
+    "kami.commands.serve",
+    "kami.commands.relay",
+    "kami.commands.consume",
+)

@@ -54,9 +54,11 @@ def run(args: argparse.Namespace) -> int:
                 epay_key=settings.epay_key,
             ),
         )
-        # The log follower drives the process managers (order expiry, commission
-        # settlement); without it reserved cards would never come back.
-        workers = EmbeddedWorkers(kami).start()
+        # Embedded, the log follower in this process keeps the read models and drives the
+        # process managers (order expiry, commission settlement). With Kafka, `kami relay`
+        # and `kami consume` do that, and this process only serves the API.
+        if not settings.kafka_bootstrap:
+            workers = EmbeddedWorkers(kami).start()
         base_url = f"http://{_display_host(args.host)}:{args.port}"
         print(_banner(settings, base_url), flush=True)
         if demo is not None:

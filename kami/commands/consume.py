@@ -1,0 +1,85 @@
+"""``kami consume [NAME...]``: Kafka consumer groups for the read models and process managers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from typing import Any
+
+from kami.settings import SettingsError, load_settings
+
+DEADLINES = "deadlines"
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "consume",
+        help="feed read models and process managers from Kafka",
+        description="Run one Kafka consumer group per read model (and the deadlines process "
+        "manager). Any number of these processes share the partitions.",
+    )
+    parser.add_argument(
+        "names", nargs="*", help=f"read models to run (default: all, and {DEADLINES!r})"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.kafka_bootstrap:
+        raise SettingsError("kami consume needs KAMI_KAFKA_BOOTSTRAP", ("KAMI_KAFKA_BOOTSTRAP",))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from consumers.deadlines import DeadlineManager
+    from consumers.kafka_consumer import KafkaProjector
+    from kami.commands.common import open_kami
+    from kami.commands.lifecycle import stop_on_signals
+    from projections.registry import build_live
+
+    stop = stop_on_signals()
+    kami = open_kami(settings)
+    try:
+        with kami.pool.connection() as conn:
+            projections = {p.read_model: p for p in build_live(conn)}
+        wanted = args.names or [*projections, DEADLINES]
+        unknown = [n for n in wanted if n not in projections and n != DEADLINES]
+        if unknown:
+            print(f"kami: unknown read model(s): {', '.join(unknown)}; known: "
+                  f"{', '.join([*projections, DEADLINES])}")
+            return 2
+        projectors = []
+        for name in wanted:
+            if name == DEADLINES:
+                manager = DeadlineManager(kami.shop, kami.pool)
+                projectors.append(KafkaProjector(
+                    kami.pool, kami.shop.mapper, manager, settings.kafka_bootstrap,
+                    settings.kafka_topic, on_idle=manager.tick,
+                ))
+            else:
+                projectors.append(KafkaProjector(
+                    kami.pool, kami.shop.mapper, projections[name], settings.kafka_bootstrap,
+                    settings.kafka_topic,
+                ))
+        threads = [
+            threading.Thread(target=_run, args=(p, stop), name=f"kami-consume-{p.consumer.name}")
+            for p in projectors
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        kami.close()
+    return 1 if any(p.failed for p in projectors) else 0
+
+
+def _run(projector: Any, stop: threading.Event) -> None:
+    try:
+        projector.run(stop)
+    except BaseException:
+        # One consumer failing stops the process: a supervisor restarts it, and it resumes
+        # from the offsets it committed. Carrying on would let that view go stale.
+        logging.getLogger("kami.consume").exception("consumer %s failed", projector.consumer.name)
+        projector.failed = True
+        stop.set()
