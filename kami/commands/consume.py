@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from consumers.deadlines import DeadlineManager
     from consumers.kafka_consumer import KafkaProjector
     from kami.commands.common import open_kami
-    from kami.commands.lifecycle import stop_on_signals
+    from kami.commands.lifecycle import heartbeat, stop_on_signals
     from projections.registry import build_live
 
     stop = stop_on_signals()
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         for thread in threads:
             thread.start()
+        heartbeat(settings.home, "consume", stop, threads)
         for thread in threads:
             thread.join()
     finally:

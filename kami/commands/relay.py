@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from consumers import chain
     from consumers.relay import Relay, run_relay_until_stopped
     from kami.commands.common import open_kami, resolve_database_url
-    from kami.commands.lifecycle import stop_on_signals
+    from kami.commands.lifecycle import heartbeat, stop_on_signals
 
     stop = stop_on_signals()
     kami = open_kami(settings)
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
         chain_thread = threading.Thread(target=keep_chain, name="kami-chain", daemon=True)
         chain_thread.start()
+        heartbeat(settings.home, "relay", stop, [chain_thread])
         run_relay_until_stopped(relay, stop)
         chain_thread.join(timeout=5)
     finally:
