@@ -36,6 +36,7 @@ from domain.exceptions import (
     InvalidState,
     NotFound,
     OutOfStock,
+    ProductUnavailable,
     Unauthorized,
     UnknownPromoter,
     UnknownReferrer,
@@ -394,6 +395,9 @@ class Shop(Application[UUID]):
             expires_at = now + self.settings.order_ttl
             reservation: list[list[Any]] = []
             if product.delivery == "auto":
+                if self.keyring.is_shredded(product.merchant_id):
+                    # Its cards can no longer be read by anyone: selling one would sell nothing.
+                    raise ProductUnavailable("this merchant's cards have been shredded")
                 reservation = self._reserve(uow, product, order_id, quantity, expires_at, now)
             secret = new_secret()
             order = Order.place(

@@ -11,4 +11,6 @@ COMMANDS: tuple[str, ...] = (
     "kami.commands.serve",
     "kami.commands.relay",
     "kami.commands.consume",
+    "kami.commands.verify",
+    "kami.commands.merchant",
 )
