@@ -3,10 +3,19 @@
 A projection turns a batch of (log position, domain event) pairs into rows. Handlers do
 not talk to the database: ``begin`` prefetches, in a few queries, the rows of its own
 tables that the batch needs to read; handlers then record their changes in memory
-(``Changes``: puts, deletes, additive counters); ``flush`` writes everything in a
-handful of set-based statements (``unnest`` arrays, ``ON CONFLICT``) sent as one
-pipeline. A batch of thousands of events therefore costs a few round trips, not one
-per event.
+(``Changes``: puts, deletes, additive counters, earliest values); ``flush`` writes
+everything in a handful of set-based statements (``unnest`` arrays, ``ON CONFLICT``)
+sent as one pipeline. A batch of thousands of events therefore costs a few round trips,
+not one per event.
+
+Order. Through Kafka only one aggregate's events keep their order, and two consumer
+processes may apply batches of one projection at the same time. So a handler may read
+only rows that earlier events of *its own aggregate* wrote (an order's merchant, a
+bucket's product); where the facts of two aggregates meet in one row, each writes with
+an operation that commutes with the other's: counters (``col + delta``), puts of
+columns no other aggregate writes, earliest values (``LEAST``). Figures that need both
+facts are derived when read. The rows are then the same in any order that keeps each
+aggregate's own, and concurrent transactions need no lock beyond the row's own.
 """
 
 from __future__ import annotations
@@ -78,6 +87,12 @@ def fact(name: str, type_: str) -> Column:
     return Column(name, type_)
 
 
+def earliest(name: str, type_: str) -> Column:
+    """The least value any event gave: written with ``LEAST(col, new)``, so events of
+    different aggregates may give theirs in any order (NULL until the first one)."""
+    return Column(name, type_, nullable=True)
+
+
 @dataclass(frozen=True)
 class Table:
     short: str
@@ -127,10 +142,14 @@ class NotLoaded(LookupError):
 
 class Changes:
     """One table's changes in a batch, kept in memory and written at the end in a few
-    statements: deletes, then puts (upserts of the columns given), then counter deltas.
+    statements: deletes, then puts (upserts of the columns given), then counter deltas,
+    then earliest values.
 
     A put after a delete of the same key replaces the row. Counters are only ever added
-    to, never put or deleted, so the three kinds of change commute per column.
+    to and earliest values only ever lowered, never put or deleted, so the kinds of
+    change commute per column. Each statement writes its rows in key order, so that two
+    transactions of one projection (two consumer processes) lock shared rows in the same
+    order rather than deadlock.
     """
 
     def __init__(self, table: Table, name: str) -> None:
@@ -140,6 +159,7 @@ class Changes:
         self._puts: dict[Key, dict[str, Any]] = {}
         self._deleted: set[Key] = set()
         self._adds: dict[Key, dict[str, int]] = {}
+        self._least: dict[Key, dict[str, Any]] = {}
 
     # reads ------------------------------------------------------------------------
 
@@ -188,8 +208,8 @@ class Changes:
         Read-only: an unchanged loaded row is returned as is, without a copy, since
         most reads are lookups of facts (an order's merchant) on the hot path.
         """
-        put, adds = self._puts.get(k), self._adds.get(k)
-        if put is None and adds is None:
+        put, adds, least = self._puts.get(k), self._adds.get(k), self._least.get(k)
+        if put is None and adds is None and least is None:
             if k in self._deleted:
                 return None
             try:
@@ -205,6 +225,8 @@ class Changes:
             raise NotLoaded(f"{self.name} row {k} was not prefetched")
         for column, delta in (adds or {}).items():
             row[column] = (row.get(column) or 0) + delta
+        for column, candidate in (least or {}).items():
+            row[column] = _least(row.get(column), candidate)
         return row
 
     # writes -----------------------------------------------------------------------
@@ -213,8 +235,8 @@ class Changes:
         self._puts.setdefault(k, {}).update(values)
 
     def delete(self, k: Key) -> None:
-        if k in self._adds:
-            raise ValueError(f"{self.name}: counters are never deleted ({k})")
+        if k in self._adds or k in self._least:
+            raise ValueError(f"{self.name}: counters and earliest values are never deleted ({k})")
         self._puts.pop(k, None)
         self._deleted.add(k)
 
@@ -223,10 +245,16 @@ class Changes:
         for column, delta in deltas.items():
             current[column] = current.get(column, 0) + delta
 
+    def lower(self, k: Key, **values: Any) -> None:
+        """Keep the least of each column's values (``earliest`` columns)."""
+        current = self._least.setdefault(k, {})
+        for column, candidate in values.items():
+            current[column] = _least(current.get(column), candidate)
+
     def statements(self) -> Iterator[Statement]:
         table, keys = self.table, list(self.table.key)
         if self._deleted:
-            cols = zip(*self._deleted, strict=True)
+            cols = zip(*sorted(self._deleted), strict=True)
             yield Statement(
                 f"DELETE FROM {self.name} t USING unnest({_arrays(table, keys)})"
                 f" AS d({', '.join(keys)}) WHERE {_match(keys)}",
@@ -234,9 +262,9 @@ class Changes:
             )
         # Puts are grouped by the set of columns they give.
         groups: dict[tuple[str, ...], list[Key]] = {}
-        for k, values in self._puts.items():
-            groups.setdefault(tuple(sorted(values)), []).append(k)
-        for columns, group in groups.items():
+        for k in sorted(self._puts):
+            groups.setdefault(tuple(sorted(self._puts[k])), []).append(k)
+        for columns, group in sorted(groups.items()):
             params = [list(c) for c in zip(*group, strict=True)]
             params += [[self._puts[k][c] for k in group] for c in columns]
             if self._required - set(columns):
@@ -244,13 +272,20 @@ class Changes:
                 # would check NOT NULL before it found the conflict.)
                 yield self._update(keys, list(columns), params, len(group))
             else:
-                yield self._upsert(keys, list(columns), params, add=False)
+                yield self._upsert(keys, list(columns), params, how="put")
         if self._adds:
             columns = sorted({c for d in self._adds.values() for c in d})
-            group = list(self._adds)
+            group = sorted(self._adds)
             params = [list(c) for c in zip(*group, strict=True)]
             params += [[self._adds[k].get(c, 0) for k in group] for c in columns]
-            yield self._upsert(keys, columns, params, add=True)
+            yield self._upsert(keys, columns, params, how="add")
+        if self._least:
+            # NULL for a column a key did not lower: LEAST ignores NULLs, so it keeps the old.
+            columns = sorted({c for d in self._least.values() for c in d})
+            group = sorted(self._least)
+            params = [list(c) for c in zip(*group, strict=True)]
+            params += [[self._least[k].get(c) for k in group] for c in columns]
+            yield self._upsert(keys, columns, params, how="least")
 
     @property
     def _required(self) -> set[str]:
@@ -260,7 +295,7 @@ class Changes:
             if not c.nullable and c.default is None and c.name not in self.table.key
         }
 
-    def _upsert(self, keys: list[str], columns: list[str], params: list[Any], *, add: bool) -> Statement:
+    def _upsert(self, keys: list[str], columns: list[str], params: list[Any], *, how: str) -> Statement:
         every = keys + columns
         text = (
             f"INSERT INTO {self.name} AS t ({', '.join(every)})"
@@ -269,8 +304,10 @@ class Changes:
         )
         if not columns:
             text += "NOTHING"
-        elif add:
+        elif how == "add":
             text += "UPDATE SET " + ", ".join(f"{c} = t.{c} + EXCLUDED.{c}" for c in columns)
+        elif how == "least":
+            text += "UPDATE SET " + ", ".join(f"{c} = LEAST(t.{c}, EXCLUDED.{c})" for c in columns)
         else:
             text += "UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
         return Statement(text, params)
@@ -284,6 +321,15 @@ class Changes:
             params,
             rows=rows,
         )
+
+
+def _least(a: Any, b: Any) -> Any:
+    """SQL's LEAST: the smaller, ignoring NULLs."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
 
 
 def _match(keys: list[str]) -> str:

@@ -18,6 +18,7 @@ from projections.base import (
     Projection,
     Table,
     counter,
+    earliest,
     fact,
     handler_name,
     handles,
@@ -105,6 +106,37 @@ def test_changes_are_written_in_a_few_set_based_statements() -> None:
     assert "hits = t.hits + EXCLUDED.hits" in add.text
     with pytest.raises(ValueError, match="never deleted"):
         changes.delete(whole[0])
+
+
+FIRSTS = Table("firsts", (key("id", "text"), earliest("first", "timestamptz"), counter("hits")), ("id",))
+
+
+def test_earliest_values_keep_the_least_in_memory_and_in_sql() -> None:
+    changes = Changes(FIRSTS, "rm_t_v1_firsts")
+    k = ("ann",)
+    changes.seed({k: {"id": "ann", "first": NOW, "hits": 1}})
+    later, earlier = NOW.replace(year=2031), NOW.replace(year=2029)
+    changes.lower(k, first=later)
+    assert changes.get(k)["first"] == NOW  # type: ignore[index]
+    changes.lower(k, first=earlier)
+    changes.add(k, hits=1)
+    assert changes.get(k) == {"id": "ann", "first": earlier, "hits": 2}
+    [add, least] = list(changes.statements())
+    assert "first = LEAST(t.first, EXCLUDED.first)" in least.text
+    assert least.params == [["ann"], [earlier]]
+    with pytest.raises(ValueError, match="never deleted"):
+        changes.delete(k)
+
+
+def test_statements_write_rows_in_key_order() -> None:
+    # Two consumer processes of one projection then lock shared rows in the same order.
+    changes = Changes(ROWS, "rm_t_v1_rows")
+    ids = [(uuid4(),) for _ in range(20)]
+    for k in ids:
+        changes.add(k, hits=1)
+        changes.put(k, name="n", note=None)
+    put, add = list(changes.statements())
+    assert put.params[0] == add.params[0] == sorted(k[0] for k in ids)
 
 
 class Exploding(Projection[Batch]):
