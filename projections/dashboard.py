@@ -2,16 +2,18 @@
 
 Definitions (money in fen; days are UTC calendar days of the event's business time):
 
-- **honoured payment**: a payment the ledger posts as a ``payment`` posting. Payments an
-  order could not honour (a second payment, a late payment that found no cards) are
-  posted as ``unmatched``/``return`` and count nowhere here.
-- **gmv**: the sum of honoured payments, gross: an order refunded later still counts.
+- **honoured payment**: an ``Order.Paid`` with ``honoured`` true. A payment an order
+  could not honour (a second payment, a late payment that found no cards) is sent back
+  and counts nowhere here.
+- **gmv**: the sum of honoured payments (``Order.Paid.amount``), gross: an order
+  refunded later still counts.
 - **orders_paid**: orders with an honoured payment (gross, like gmv).
-- **orders_refunded / refund_amount**: orders refunded after an honoured payment (a
-  ``refund`` posting), and the sum of their refunds. The automatic return of a payment
+- **orders_refunded / refund_amount**: orders refunded (``Order.Refunded``) after an
+  honoured payment, and the sum of their refunds. The automatic return of a payment
   that was never honoured is not a refund of a sale.
 - **platform_fees**: the fees the ledger gave the platform on this merchant's orders,
-  net of the fees given back by refunds (the ``platform:fees`` entries).
+  net of the fees given back by refunds: the ``platform:fees`` entries of the
+  ``payment`` and ``refund`` postings that name the merchant's account.
 - **net_revenue**: what the merchant earned from sales: the ``merchant:<id>`` entries of
   payment and refund postings, sign flipped (so merchant payouts, when they come, do
   not reduce it). After a refund of a settled order it shows the commissions the
@@ -24,20 +26,28 @@ Definitions (money in fen; days are UTC calendar days of the event's business ti
 - **disputes**: disputes opened (``disputes_resolved``: those resolved).
 - **products**: every product the merchant listed, in listing order:
   - ``sold``: units in orders with an honoured payment (gross);
-  - ``stock`` (auto goods): cards imported - claimed - voided - held. A card is held
-    from its reservation until it is claimed, released or voided, taken by another
-    order, or its order is paid (a paid order claims its cards in the same command
-    or never will). A reservation that lapsed counts as held until the expiry process
-    records ``Order.Expired`` (a projection cannot see time pass); the Product
+  - ``stock`` (auto goods): cards imported - claimed - voided - held, all from the
+    card buckets' own events. A card is held from its reservation until it is
+    claimed, released or voided; a card reserved again (its first reservation lapsed)
+    is held once, by its new order. An order that will not take its cards releases
+    them (expiry, a payment sent back), so a reservation that lapsed counts as held
+    until that release is recorded (a projection cannot see time pass); the Product
     aggregate frees it at its deadline. Manual goods hold no cards: stock 0.
 - **daily**: per day with an honoured payment: that day's gmv and orders_paid.
 
 Rates are 0.0 when their denominator is 0.
+
+Order (``projections.base``): each handler reads only what earlier events of its own
+aggregate wrote: an order's merchant, product, buyer and whether it was honoured (its
+``Order.Placed`` and ``Order.Paid``), a bucket's product (its ``CardBucket.Opened``), a
+card's holder (its bucket's reservations). Merchant, product and buyer rows meet the
+facts of many aggregates only as counters and puts of their own columns, so the rows
+are the same whatever order the aggregates' events arrive in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -53,7 +63,6 @@ from domain.product import Product
 from projections.base import (
     Batch,
     Projection,
-    Statement,
     Table,
     counter,
     day_of,
@@ -65,14 +74,13 @@ from projections.base import (
     value,
 )
 from projections.definitions import (
-    PAYMENT,
-    REFUND,
     REPEAT_ORDERS,
     SALES_KINDS,
     average_fen,
     buyer_of,
     is_good,
     mean,
+    merchant_in,
     movement,
     ratio,
 )
@@ -124,8 +132,9 @@ PRODUCTS = Table(
     ("product_id",),
     indexes=(("merchant_id",),),
 )
-# Facts that later events need: an order's merchant, product and buyer; a bucket's
-# product; which order holds a card.
+# Facts that later events of the same aggregate need: an order's merchant, product,
+# buyer and whether its payment was honoured; a bucket's product; which order holds a
+# card (written by its bucket's events only).
 ORDERS = Table(
     "orders",
     (
@@ -134,6 +143,7 @@ ORDERS = Table(
         fact("product_id", "uuid"),
         fact("buyer", "text"),
         fact("quantity", "integer"),
+        value("honoured", "boolean"),
     ),
     ("order_id",),
 )
@@ -147,44 +157,14 @@ HOLDS = Table(
 
 
 class DashboardBatch(Batch):
-    def __init__(self, projection: DashboardProjection) -> None:
-        super().__init__(projection)
-        self._holds_table = projection.table("holds")
-        # Holds put by this batch, both ways, so that a paid order's can be ended.
-        self._holder: dict[str, UUID] = {}
-        self._held_by: dict[UUID, set[str]] = {}
-        # Orders paid in this batch: their holds from earlier batches end at flush.
-        self._paid: set[UUID] = set()
+    """Holds are a card's own state: its bucket's events alone put and end them."""
 
     def hold(self, card_id: str, product_id: UUID, order_id: UUID) -> None:
-        self._forget(card_id)
-        self._holder[card_id] = order_id
-        self._held_by.setdefault(order_id, set()).add(card_id)
+        # A card reserved again replaces its holder: held once, by the new order.
         self["holds"].put((card_id,), product_id=product_id, order_id=order_id)
 
     def release(self, card_id: str) -> None:
-        self._forget(card_id)
         self["holds"].delete((card_id,))
-
-    def end_holds(self, order_id: UUID) -> None:
-        self._paid.add(order_id)
-        for card_id in self._held_by.pop(order_id, set()):
-            self._holder.pop(card_id, None)
-            self["holds"].delete((card_id,))
-
-    def _forget(self, card_id: str) -> None:
-        previous = self._holder.pop(card_id, None)
-        if previous is not None:
-            self._held_by[previous].discard(card_id)
-
-    def before_flush(self) -> Iterator[Statement]:
-        # Runs before this batch's own hold changes, so it only ends earlier batches'
-        # holds of the orders paid now; those put by this batch were ended in memory.
-        if self._paid:
-            yield Statement(
-                f"DELETE FROM {self._holds_table} WHERE order_id = ANY(%b::uuid[])",
-                [list(self._paid)],
-            )
 
 
 _BUCKET_EVENTS = (
@@ -193,6 +173,7 @@ _BUCKET_EVENTS = (
     CardBucket.CardsClaimed,
     CardBucket.CardVoided,
 )
+_ORDER_EVENTS = (Order.Paid, Order.Refunded, Order.Reviewed, Order.Disputed, Order.DisputeResolved)
 
 
 class DashboardProjection(Projection[DashboardBatch]):
@@ -202,14 +183,7 @@ class DashboardProjection(Projection[DashboardBatch]):
     def begin(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> DashboardBatch:
         batch = DashboardBatch(self)
         placed = {e.originator_id for e in of_type(events, Order.Placed)}
-        orders = {
-            e.order_id
-            for e in of_type(events, Posting.Recorded)
-            if e.kind in SALES_KINDS and e.order_id is not None
-        }
-        orders |= {
-            e.originator_id for e in of_type(events, Order.Reviewed, Order.Disputed, Order.DisputeResolved)
-        }
+        orders = {e.originator_id for e in of_type(events, *_ORDER_EVENTS)}
         batch["orders"].load(conn, [(o,) for o in orders - placed])
         opened = {e.originator_id for e in of_type(events, CardBucket.Opened)}
         buckets = {e.originator_id for e in of_type(events, *_BUCKET_EVENTS)}
@@ -302,7 +276,21 @@ class DashboardProjection(Projection[DashboardBatch]):
 
     @handles(Order.Paid)
     def order_paid(self, b: DashboardBatch, _: int, e: Order.Paid) -> None:
-        b.end_holds(e.originator_id)
+        order = self._order(b, e.originator_id)
+        b["orders"].put((e.originator_id,), honoured=e.honoured)
+        if not e.honoured:
+            return
+        merchant_id = order["merchant_id"]
+        b["merchants"].add((merchant_id,), gmv=e.amount, orders_paid=1)
+        b["daily"].add((merchant_id, day_of(e.timestamp)), gmv=e.amount, orders_paid=1)
+        b["buyers"].add((merchant_id, order["buyer"]), paid_orders=1)
+        b["products"].add((order["product_id"],), sold=order["quantity"])
+
+    @handles(Order.Refunded)
+    def order_refunded(self, b: DashboardBatch, _: int, e: Order.Refunded) -> None:
+        order = self._order(b, e.originator_id)
+        if order.get("honoured"):
+            b["merchants"].add((order["merchant_id"],), orders_refunded=1, refund_amount=e.amount)
 
     @handles(Order.Reviewed)
     def order_reviewed(self, b: DashboardBatch, _: int, e: Order.Reviewed) -> None:
@@ -323,30 +311,15 @@ class DashboardProjection(Projection[DashboardBatch]):
 
     @handles(Posting.Recorded)
     def posting_recorded(self, b: DashboardBatch, _: int, e: Posting.Recorded) -> None:
-        if e.kind not in SALES_KINDS or e.order_id is None:
+        # The posting alone says whose sale it is (its merchant account) and how it was
+        # split: no order needed, so it may arrive before or after the order's events.
+        if e.kind not in SALES_KINDS:
             return
-        order = self._order(b, e.order_id)
-        merchant_id = order["merchant_id"]
+        merchant_id = merchant_in(e.entries)
+        if merchant_id is None:
+            raise LookupError(f"{e.kind} posting {e.ref} names no merchant account")
         money = movement(e.entries, merchant_id)
-        if e.kind == PAYMENT:
-            b["merchants"].add(
-                (merchant_id,),
-                gmv=money.cash,
-                orders_paid=1,
-                platform_fees=money.fees,
-                net_revenue=money.merchant,
-            )
-            b["daily"].add((merchant_id, day_of(e.timestamp)), gmv=money.cash, orders_paid=1)
-            b["buyers"].add((merchant_id, order["buyer"]), paid_orders=1)
-            b["products"].add((order["product_id"],), sold=order["quantity"])
-        elif e.kind == REFUND:
-            b["merchants"].add(
-                (merchant_id,),
-                orders_refunded=1,
-                refund_amount=-money.cash,
-                platform_fees=money.fees,
-                net_revenue=money.merchant,
-            )
+        b["merchants"].add((merchant_id,), platform_fees=money.fees, net_revenue=money.merchant)
 
 
 # ---------------------------------------------------------------------------- queries

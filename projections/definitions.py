@@ -1,9 +1,16 @@
 """The definitions the read models share (shared/API.md, "Definitions used by the read
 models"), and what a ledger posting means for them.
 
-Money figures are read from the ``Posting.Recorded`` entries, never recomputed: the fee
-and commission rules live in domain.ledger alone, so a read model cannot disagree with
-the ledger about what the platform, a merchant or a promoter got.
+- **honoured payment**: an ``Order.Paid`` whose ``honoured`` is true. The same command
+  records the ``payment`` posting; a payment the order cannot honour is posted as
+  ``unmatched`` then ``return`` and is never a sale.
+- **buyer**: an order's contact, trimmed and lower-cased; **good review**: rated 4 or 5.
+
+Fees and net revenue are read from the ``Posting.Recorded`` entries, never recomputed:
+the fee and commission rules live in domain.ledger alone, so a read model cannot
+disagree with the ledger about what the platform, a merchant or a promoter got. A
+payment or refund posting names the merchant's account, so it says whose sale it is
+by itself, whatever order it arrives in relative to the order's own events.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from domain.ledger import CLEARING, FEES, merchant_account
+
+_MERCHANT = "merchant"
 
 # Posting kinds (domain.ledger): an honoured payment, and its reversal by a refund.
 # Payments an order could not honour are posted as "unmatched" then "return" and are
@@ -54,6 +63,25 @@ def movement(entries: dict[str, int], merchant_id: UUID) -> Movement:
         fees=-entries.get(FEES, 0),
         merchant=-entries.get(merchant_account(merchant_id), 0),
     )
+
+
+def merchant_in(entries: dict[str, int]) -> UUID | None:
+    """The merchant whose account a posting moves (payment and refund postings name one).
+
+    Account names belong to domain.ledger: a name is taken for a merchant's only if
+    ``merchant_account`` gives it back, so a change there cannot be misread here.
+    """
+    for account in entries:
+        head, _, tail = account.partition(":")
+        if head != _MERCHANT:
+            continue
+        try:
+            merchant_id = UUID(tail)
+        except ValueError:
+            continue
+        if merchant_account(merchant_id) == account:
+            return merchant_id
+    return None
 
 
 def ratio(part: int | float, whole: int | float) -> float:
