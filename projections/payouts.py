@@ -5,18 +5,25 @@ Definitions (money in fen):
 - A commission accrues when an order's payment is honoured: ``Order.Paid`` carries the
   split decided by domain.commissions (level 1 the sharer, level 2 its referrer).
 - **pending**: accrued commissions whose order's after-sales window has not closed.
-- **available**: commissions settled (``Promoter.CommissionCredited``, recorded by the
-  settlement process when the window closes), minus withdrawals. This is what the
-  promoter may still withdraw, the Promoter aggregate's ``available``.
-- **withdrawn**: the sum of withdrawals requested.
+- **available**: commissions settled, minus withdrawals. An order's commissions settle
+  when its window closes (``Order.CommissionsSettled``; the same command credits each
+  promoter with the same amounts), so this is what the promoter may still withdraw,
+  the Promoter aggregate's ``available``.
+- **withdrawn**: the sum of withdrawals requested (``Promoter.WithdrawalRequested``).
 - **reversed**: pending commissions cancelled because the order was refunded first. A
   refund after settlement leaves them with the promoter (the merchant bears them).
 - **history**: one row per commission, oldest first: order, referral level, amount,
   status pending / available / reversed.
 - **direct_referrals**: promoters who joined with this promoter's code;
-  **indirect_referrals**: those who joined with a direct referral's code.
+  **indirect_referrals**: those who joined with a direct referral's code. Each
+  ``Promoter.Joined`` names its upline (referrer, referrer's referrer), so it counts
+  itself for both without reading another promoter's row.
 - **level**: the promoter's commission level. 1 for every promoter until promoter levels
   (issue 4) record level changes; their handler sets the ``level`` column.
+
+Order (``projections.base``): a commission's whole lifecycle is its order's events
+(paid, settled, refunded), in the order's own order; a promoter's row meets many
+aggregates only as counters, so it is the same whatever order they arrive in.
 """
 
 from __future__ import annotations
@@ -85,7 +92,7 @@ COMMISSIONS = Table(
 class PayoutsBatch(Batch):
     def __init__(self, projection: PayoutsProjection) -> None:
         super().__init__(projection)
-        # Commission keys by order, for the refunds of this batch to find them.
+        # Commission keys by order, for the settlements and refunds of this batch.
         self.by_order: dict[UUID, list[tuple[UUID, UUID]]] = {}
 
     def accrue(self, order_id: UUID, promoter_id: UUID, level: int, amount: int, at: datetime) -> None:
@@ -100,23 +107,19 @@ class PayoutsProjection(Projection[PayoutsBatch]):
 
     def begin(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> PayoutsBatch:
         batch = PayoutsBatch(self)
-        joined = {e.originator_id for e in of_type(events, Promoter.Joined)}
-        referrers = {e.referrer_id for e in of_type(events, Promoter.Joined) if e.referrer_id is not None}
-        batch["promoters"].load(conn, [(r,) for r in referrers - joined])
-        refunded = [e.originator_id for e in of_type(events, Order.Refunded)]
-        for k in batch["commissions"].load_by(conn, "order_id", refunded):
+        # The commissions earlier batches accrued for the orders settled or refunded now.
+        paid = {e.originator_id for e in of_type(events, Order.Paid)}
+        closing = {e.originator_id for e in of_type(events, Order.CommissionsSettled, Order.Refunded)}
+        for k in batch["commissions"].load_by(conn, "order_id", closing - paid):
             batch.by_order.setdefault(k[0], []).append(k)
         return batch
 
     @handles(Promoter.Joined)
     def promoter_joined(self, b: PayoutsBatch, _: int, e: Promoter.Joined) -> None:
         b["promoters"].put((e.originator_id,), name=e.name, referrer_id=e.referrer_id, joined_at=e.timestamp)
-        if e.referrer_id is None:
-            return
-        b["promoters"].add((e.referrer_id,), direct_referrals=1)
-        referrer = b["promoters"].get((e.referrer_id,))
-        if referrer is not None and referrer.get("referrer_id") is not None:
-            b["promoters"].add((referrer["referrer_id"],), indirect_referrals=1)
+        # The event names its upline: counting needs no other promoter's row.
+        for promoter_id, column in zip(e.upline, ("direct_referrals", "indirect_referrals"), strict=False):
+            b["promoters"].add((UUID(str(promoter_id)),), **{column: 1})
 
     @handles(Order.Paid)
     def order_paid(self, b: PayoutsBatch, _: int, e: Order.Paid) -> None:
@@ -125,19 +128,28 @@ class PayoutsProjection(Projection[PayoutsBatch]):
             b.accrue(e.originator_id, promoter, int(level), int(amount), e.timestamp)
             b["promoters"].add((promoter,), pending=int(amount))
 
-    @handles(Promoter.CommissionCredited)
-    def promoter_commission_credited(self, b: PayoutsBatch, _: int, e: Promoter.CommissionCredited) -> None:
-        b["commissions"].put((e.order_id, e.originator_id), status=AVAILABLE, closed_at=e.timestamp)
-        b["promoters"].add((e.originator_id,), pending=-e.amount, available=e.amount)
+    @handles(Order.CommissionsSettled)
+    def order_commissions_settled(self, b: PayoutsBatch, _: int, e: Order.CommissionsSettled) -> None:
+        # The order's own event, not the promoters' credits: the order knows whether it
+        # was refunded first, so settling and reversing cannot race across aggregates.
+        for k, amount in self._pending(b, e.originator_id):
+            b["commissions"].put(k, status=AVAILABLE, closed_at=e.timestamp)
+            b["promoters"].add((k[1],), pending=-amount, available=amount)
 
     @handles(Order.Refunded)
     def order_refunded(self, b: PayoutsBatch, _: int, e: Order.Refunded) -> None:
-        for k in b.by_order.get(e.originator_id, []):
-            commission = b["commissions"].get(k)
-            if commission is None or commission["status"] != PENDING:
-                continue
+        for k, amount in self._pending(b, e.originator_id):
             b["commissions"].put(k, status=REVERSED, closed_at=e.timestamp)
-            b["promoters"].add((k[1],), pending=-commission["amount"], reversed=commission["amount"])
+            b["promoters"].add((k[1],), pending=-amount, reversed=amount)
+
+    @staticmethod
+    def _pending(b: PayoutsBatch, order_id: UUID) -> list[tuple[tuple[UUID, UUID], int]]:
+        found = []
+        for k in b.by_order.get(order_id, []):
+            commission = b["commissions"].get(k)
+            if commission is not None and commission["status"] == PENDING:
+                found.append((k, int(commission["amount"])))
+        return found
 
     @handles(Promoter.WithdrawalRequested)
     def promoter_withdrawal_requested(self, b: PayoutsBatch, _: int, e: Promoter.WithdrawalRequested) -> None:
