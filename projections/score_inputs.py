@@ -7,8 +7,8 @@ asks for ``as_of`` a day and gets the same answer before and after a rebuild.
 Window: the ``days`` days ending with ``as_of`` inclusive (30 by default). Definitions
 (money in fen; honoured payment, buyer, good review as in projections.definitions):
 
-- **sales**: honoured payments in the window (gross); **orders**: their count;
-  **avg_ticket**: sales / orders in whole fen, rounded half up.
+- **sales**: honoured payments in the window (gross, ``Order.Paid.amount``);
+  **orders**: their count; **avg_ticket**: sales / orders in whole fen, rounded half up.
 - **sell_through**: cards sold in the window / (cards sold in the window + cards on
   hand at the end of ``as_of``), where on hand = imported - sold - voided since the
   start (reservations are transient and ignored). Auto goods only.
@@ -17,20 +17,30 @@ Window: the ``days`` days ending with ``as_of`` inclusive (30 by default). Defin
 - **resolved_within_24h**: of the disputes whose 24 h deadline fell in the window, the
   share resolved before it. Counting by deadline day means a window never includes a
   resolution that happened after its end.
-- **refund_rate**: orders refunded in the window / orders paid in the window.
+- **refund_rate**: orders refunded in the window (after an honoured payment) / orders
+  paid in the window.
 - **repurchase_rate**: of the orders paid in the window, the share by a returning buyer
-  (one with an earlier honoured payment at this merchant, at any time).
+  (one with an earlier honoured payment at this merchant, at any time). "Earlier" is by
+  business time: each buyer's first honoured payment at a merchant is its first order
+  and every other is a repeat, so repeat orders = orders - buyers whose first payment
+  falls in the window.
 - **new_products**: products listed in the window.
 
 A rate whose denominator is 0 is None ("no data"), for the score to treat as it
 decides, unlike the dashboard's 0.0.
+
+Order (``projections.base``): handlers read only their own aggregate's earlier facts
+(an order's merchant and buyer, a dispute's opening, a bucket's merchant); days are
+counters, and a buyer's first payment is the earliest of its orders' payment times
+(``LEAST``), so the rows are the same whatever order the orders' events arrive in.
+Which of a buyer's orders is a repeat is decided when read, from that earliest time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -38,7 +48,6 @@ import psycopg
 
 from domain.card_stock import CardBucket
 from domain.order import Order
-from domain.posting import Posting
 from domain.product import Product
 from projections.base import (
     Batch,
@@ -46,13 +55,15 @@ from projections.base import (
     Table,
     counter,
     day_of,
+    earliest,
     fact,
     handles,
     key,
     of_type,
     snapshot,
+    value,
 )
-from projections.definitions import PAYMENT, REFUND, SALES_KINDS, average_fen, buyer_of, is_good, movement
+from projections.definitions import average_fen, buyer_of, is_good
 
 WINDOW_DAYS = 30
 RESOLVE_WITHIN = timedelta(hours=24)
@@ -60,7 +71,6 @@ RESOLVE_WITHIN = timedelta(hours=24)
 DAY_COUNTERS = (
     "sales",
     "orders",
-    "repeat_orders",
     "refunds",
     "refund_amount",
     "reviews",
@@ -82,13 +92,20 @@ DAILY = Table(
 )
 ORDERS = Table(
     "orders",
-    (key("order_id", "uuid"), fact("merchant_id", "uuid"), fact("buyer", "text")),
+    (
+        key("order_id", "uuid"),
+        fact("merchant_id", "uuid"),
+        fact("buyer", "text"),
+        value("honoured", "boolean"),
+    ),
     ("order_id",),
 )
+# A buyer's first honoured payment at a merchant: the earliest of its orders' payments.
 BUYERS = Table(
     "buyers",
-    (key("merchant_id", "uuid"), key("buyer", "text"), counter("paid_orders")),
+    (key("merchant_id", "uuid"), key("buyer", "text"), earliest("first_paid_at", "timestamptz")),
     ("merchant_id", "buyer"),
+    indexes=(("merchant_id", "first_paid_at"),),
 )
 DISPUTES = Table(
     "disputes",
@@ -98,6 +115,7 @@ DISPUTES = Table(
 BUCKETS = Table("buckets", (key("bucket_id", "uuid"), fact("merchant_id", "uuid")), ("bucket_id",))
 
 _CARD_EVENTS = (CardBucket.CardsImported, CardBucket.CardsClaimed, CardBucket.CardVoided)
+_ORDER_EVENTS = (Order.Paid, Order.Refunded, Order.Reviewed, Order.Disputed)
 
 
 def _deadline_day(disputed_at: datetime) -> date:
@@ -110,23 +128,9 @@ class ScoreInputsProjection(Projection[Batch]):
 
     def begin(self, conn: psycopg.Connection[Any], events: Sequence[tuple[int, Any]]) -> Batch:
         batch = Batch(self)
-        placed = {
-            e.originator_id: (e.merchant_id, buyer_of(e.contact)) for e in of_type(events, Order.Placed)
-        }
-        sales = [e for e in of_type(events, Posting.Recorded) if e.kind in SALES_KINDS and e.order_id]
-        orders = {e.order_id for e in sales}
-        orders |= {e.originator_id for e in of_type(events, Order.Reviewed, Order.Disputed)}
-        batch["orders"].load(conn, [(o,) for o in orders - placed.keys()])
-        # Buyers are keyed by their order's merchant and buyer, known once orders are.
-        buyers = set()
-        for e in sales:
-            if e.kind != PAYMENT:
-                continue
-            if e.order_id in placed:
-                buyers.add(placed[e.order_id])
-            elif (order := batch["orders"].get((e.order_id,))) is not None:
-                buyers.add((order["merchant_id"], order["buyer"]))
-        batch["buyers"].load(conn, buyers)
+        placed = {e.originator_id for e in of_type(events, Order.Placed)}
+        orders = {e.originator_id for e in of_type(events, *_ORDER_EVENTS)}
+        batch["orders"].load(conn, [(o,) for o in orders - placed])
         disputed = {e.originator_id for e in of_type(events, Order.Disputed)}
         resolved = {e.originator_id for e in of_type(events, Order.DisputeResolved)}
         batch["disputes"].load(conn, [(o,) for o in resolved - disputed])
@@ -192,20 +196,21 @@ class ScoreInputsProjection(Projection[Batch]):
             day = _deadline_day(dispute["disputed_at"])
             self._day(b, dispute["merchant_id"], day, disputes_resolved_in_time=1)
 
-    @handles(Posting.Recorded)
-    def posting_recorded(self, b: Batch, _: int, e: Posting.Recorded) -> None:
-        if e.kind not in SALES_KINDS or e.order_id is None:
+    @handles(Order.Paid)
+    def order_paid(self, b: Batch, _: int, e: Order.Paid) -> None:
+        order = self._row(b, "orders", e.originator_id)
+        b["orders"].put((e.originator_id,), honoured=e.honoured)
+        if not e.honoured:
             return
-        order = self._row(b, "orders", e.order_id)
         merchant_id = order["merchant_id"]
-        money = movement(e.entries, merchant_id)
-        if e.kind == PAYMENT:
-            buyer = (merchant_id, order["buyer"])
-            earlier = (b["buyers"].get(buyer) or {}).get("paid_orders", 0)
-            b["buyers"].add(buyer, paid_orders=1)
-            self._day(b, merchant_id, e.timestamp, sales=money.cash, orders=1, repeat_orders=int(earlier > 0))
-        elif e.kind == REFUND:
-            self._day(b, merchant_id, e.timestamp, refunds=1, refund_amount=-money.cash)
+        self._day(b, merchant_id, e.timestamp, sales=e.amount, orders=1)
+        b["buyers"].lower((merchant_id, order["buyer"]), first_paid_at=e.timestamp)
+
+    @handles(Order.Refunded)
+    def order_refunded(self, b: Batch, _: int, e: Order.Refunded) -> None:
+        order = self._row(b, "orders", e.originator_id)
+        if order.get("honoured"):
+            self._day(b, order["merchant_id"], e.timestamp, refunds=1, refund_amount=e.amount)
 
 
 # ---------------------------------------------------------------------------- queries
@@ -243,13 +248,17 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 _WINDOW_SUMS = ", ".join(
-    f"coalesce(sum({c}) FILTER (WHERE day > %(start)s), 0)::bigint" for c in DAY_COUNTERS
+    f"coalesce(sum({c}) FILTER (WHERE day > %(start)s), 0)::bigint AS {c}" for c in DAY_COUNTERS
 )
 
 
 def _inputs(merchant_id: UUID, as_of: date, days: int, row: Sequence[int]) -> ScoreInputs:
+    """``row``: the window's day sums, cards on hand, and buyers whose first payment
+    falls in the window."""
     w = dict(zip(DAY_COUNTERS, row[: len(DAY_COUNTERS)], strict=True))
-    on_hand = int(row[len(DAY_COUNTERS)])
+    on_hand, new_buyers = int(row[len(DAY_COUNTERS)]), int(row[len(DAY_COUNTERS) + 1])
+    # Every order paid in the window is a repeat except each new buyer's first.
+    w["repeat_orders"] = w["orders"] - new_buyers
     return ScoreInputs(
         merchant_id=merchant_id,
         as_of=as_of,
@@ -289,7 +298,7 @@ def score_inputs(
     found = _query(conn, as_of, days, version, merchant_id)
     if found:
         return found[0]
-    return _inputs(merchant_id, as_of, days, [0] * (len(DAY_COUNTERS) + 1))
+    return _inputs(merchant_id, as_of, days, [0] * (len(DAY_COUNTERS) + 2))
 
 
 def all_score_inputs(
@@ -306,14 +315,33 @@ def all_score_inputs(
 def _query(
     conn: psycopg.Connection[Any], as_of: date, days: int, version: int | None, merchant_id: UUID | None
 ) -> list[ScoreInputs]:
+    start = as_of - timedelta(days=days)
     with snapshot(conn):
         p = ScoreInputsProjection.live(conn, version)
         rows = conn.execute(
-            f"SELECT merchant_id, {_WINDOW_SUMS},"
-            " coalesce(sum(cards_imported - cards_sold - cards_voided), 0)::bigint"
+            f"WITH d AS (SELECT merchant_id, {_WINDOW_SUMS},"
+            " coalesce(sum(cards_imported - cards_sold - cards_voided), 0)::bigint AS on_hand"
             f" FROM {p.table('daily')} WHERE day <= %(as_of)s"
             " AND (%(merchant)s::uuid IS NULL OR merchant_id = %(merchant)s::uuid)"
-            " GROUP BY merchant_id ORDER BY merchant_id",
-            {"start": as_of - timedelta(days=days), "as_of": as_of, "merchant": merchant_id},
+            " GROUP BY merchant_id),"
+            " n AS (SELECT merchant_id, count(*)::bigint AS new_buyers"
+            f" FROM {p.table('buyers')} WHERE first_paid_at >= %(from)s AND first_paid_at < %(to)s"
+            " AND (%(merchant)s::uuid IS NULL OR merchant_id = %(merchant)s::uuid)"
+            " GROUP BY merchant_id)"
+            " SELECT d.*, coalesce(n.new_buyers, 0) FROM d LEFT JOIN n USING (merchant_id)"
+            " ORDER BY merchant_id",
+            {
+                "start": start,
+                "as_of": as_of,
+                "merchant": merchant_id,
+                # The window's days as instants: from the start of its first UTC day to
+                # the start of the day after as_of.
+                "from": _midnight(start + timedelta(days=1)),
+                "to": _midnight(as_of + timedelta(days=1)),
+            },
         ).fetchall()
     return [_inputs(row[0], as_of, days, row[1:]) for row in rows]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
