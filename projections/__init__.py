@@ -20,6 +20,19 @@ Design
   same rows however the log is cut into batches. A rebuild from zero therefore equals
   the live projection row for row (invariant 4); ``Projection.rows`` dumps them for
   the comparison (and for issue 5's rebuild diff).
+- **Any order that keeps each aggregate's.** Through Kafka, messages are keyed by
+  aggregate: one aggregate's events stay in order, different aggregates' arrive in
+  any relative order, and two ``kami consume`` processes may apply batches of the same
+  projection at once. So a handler's effect depends only on its event and on rows
+  written by earlier events of *the same aggregate* (an order's merchant from its
+  ``Order.Placed``). Where two aggregates' facts meet in one row, the writes commute:
+  counters are pure additions, a column is put by one aggregate only, a first time is
+  ``LEAST`` of the candidates (``base.earliest``); a figure that needs both facts is
+  derived when read (also-bought pairs, repeat orders). The same events then give the
+  same rows in log order, in any such permutation, and from Kafka: the proof is
+  ``tests/integration/test_partition_order.py``. The domain helps: ``Order.Paid`` says
+  whether it was honoured, ``Promoter.Joined`` names its upline, postings name the
+  merchant's account, and an order that will not take its cards releases them.
 - **Batched.** ``begin`` prefetches, in a few ``= ANY`` queries, the rows of its own
   tables that the batch reads (an order's merchant, a bucket's product); handlers then
   work on memory only (``base.Changes``: puts, deletes, counter deltas, merged per key);
@@ -53,6 +66,7 @@ Read models (one module each; query functions return frozen dataclasses, money i
 - ``also_bought``: per product, what its buyers also bought.
 - ``overview``: platform totals and merchants per tier.
 
-Each module's docstring defines its figures exactly; ``definitions`` holds the terms
-they share (buyer, honoured payment, good review). ``registry`` lists them all.
+Each module's docstring defines its figures exactly, and says which events it reads
+which state from; ``definitions`` holds the terms they share (buyer, honoured payment,
+good review). ``registry`` lists them all.
 """

@@ -8,6 +8,10 @@ log position (``until``). Postings balance, so every such total is 0, whatever s
 of whole postings is summed. The current balances are also kept per account, so "now"
 does not scan the history.
 
+Each posting is one aggregate and its own whole fact, and balances are sums, so the
+rows are the same in any order of the postings (``projections.base``); ``until`` is by
+log position whatever order they arrived in.
+
 Accounts are named by domain.ledger (``platform:clearing``, ``merchant:<id>``, ...);
 the sign convention is the ledger's: positive is cash the platform holds, negative what
 it owes or earned.

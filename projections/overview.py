@@ -11,8 +11,9 @@ Definitions (money in fen), platform-wide, with the dashboard's meaning of each 
   ``Merchant.TierChanged``; every tier of domain.fees appears, with 0 if empty.
 - **merchants / products / promoters**: how many registered, were listed, joined.
 
-Nothing here needs a lookup: every event carries what it counts, so a batch is only
-blind additions.
+Nothing here needs a lookup: every event carries what it counts (a tier change its old
+tier, a posting its fee entry), so a batch is only blind additions, and the rows are
+the same in any order of the aggregates' events (``projections.base``).
 """
 
 from __future__ import annotations
