@@ -15,12 +15,14 @@ bucket's product); where the facts of two aggregates meet in one row, each write
 an operation that commutes with the other's: counters (``col + delta``), puts of
 columns no other aggregate writes, earliest values (``LEAST``). Figures that need both
 facts are derived when read. The rows are then the same in any order that keeps each
-aggregate's own, and concurrent transactions need no lock beyond the row's own.
+aggregate's own, and correct however two transactions interleave; only to keep them
+from deadlocking on shared rows do a projection's flushes take turns (``flush_lock``).
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,9 +149,8 @@ class Changes:
 
     A put after a delete of the same key replaces the row. Counters are only ever added
     to and earliest values only ever lowered, never put or deleted, so the kinds of
-    change commute per column. Each statement writes its rows in key order, so that two
-    transactions of one projection (two consumer processes) lock shared rows in the same
-    order rather than deadlock.
+    change commute per column. Each statement writes its rows in key order: the same
+    batch always gives the same statements, and locks rows in one order.
     """
 
     def __init__(self, table: Table, name: str) -> None:
@@ -349,11 +350,21 @@ class MissingRows(LookupError):
     """An update found fewer rows than it changes."""
 
 
+def flush_lock(name: str) -> tuple[int, int]:
+    """The advisory lock a projection's flushes take: (namespace, crc32 of its name)."""
+    return _LOCK_NAMESPACE, zlib.crc32(name.encode()) - 2**31
+
+
+# Two-key advisory locks (int4, int4) never collide with one-key ones such as the relay's.
+_LOCK_NAMESPACE = 0x6B616D  # "kam"
+
+
 class Batch:
     """The in-memory state of one batch: a ``Changes`` per table, flushed in one pipeline."""
 
     def __init__(self, projection: Projection[Any]) -> None:
         self.changes = {t.short: Changes(t, projection.table(t.short)) for t in projection.tables}
+        self._lock = flush_lock(projection.name)
 
     def __getitem__(self, short: str) -> Changes:
         return self.changes[short]
@@ -368,6 +379,12 @@ class Batch:
             statements.extend(changes.statements())
         if not statements:
             return
+        # Flushes of one projection take turns, held to commit. Two consumer processes
+        # (Kafka partitions split between them) otherwise upsert shared rows (a
+        # merchant's, a product's) in several statements each and may deadlock; their
+        # handlers and prefetches still run side by side. Uncontended in embedded mode,
+        # and sent in the same pipeline: no round trip of its own.
+        statements.insert(0, Statement("SELECT pg_advisory_xact_lock(%s, %s)", list(self._lock)))
         # One pipeline: the statements go out together and the batch costs one round trip.
         checked: list[tuple[Statement, psycopg.Cursor[Any]]] = []
         with conn.pipeline():

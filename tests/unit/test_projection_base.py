@@ -129,7 +129,6 @@ def test_earliest_values_keep_the_least_in_memory_and_in_sql() -> None:
 
 
 def test_statements_write_rows_in_key_order() -> None:
-    # Two consumer processes of one projection then lock shared rows in the same order.
     changes = Changes(ROWS, "rm_t_v1_rows")
     ids = [(uuid4(),) for _ in range(20)]
     for k in ids:
