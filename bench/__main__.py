@@ -13,7 +13,9 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -50,6 +52,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit() -> str | None:
+    """The commit measured, with ``-dirty`` when the working tree differs from it."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--exclude", "*"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def merge(path: Path, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Write these sections into the results file, keeping every other section."""
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
@@ -72,21 +89,36 @@ def main(argv: list[str] | None = None) -> int:
 
     server = server_url()
     tables: list[str] = []
-    results: dict[str, Any] = {}
+    failed: list[str] = []
     for name in names:
-        benchmark = load(name)
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        with fresh_database(server, name) as database_url:
-            sections = benchmark.run(database_url)
-        stamp = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+        try:
+            benchmark = load(name)
+            with fresh_database(server, name) as database_url:
+                sections = benchmark.run(database_url)
+        except Exception:
+            # One broken benchmark must not cost the others their figures.
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        stamp = {
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": commit(),
+            "machine": machine(),
+        }
         for figures in sections.values():
             figures.update(stamp)
-        results = merge(args.results, sections)
+        merge(args.results, sections)
         tables.append(benchmark.table(sections))
 
-    print("\n\n".join(tables))
-    print()
+    if tables:
+        print("\n\n".join(tables))
+        print()
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
     print(json.dumps(results, indent=2, ensure_ascii=False))
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
