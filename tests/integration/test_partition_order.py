@@ -8,6 +8,10 @@ to every projection in log order and in permutations that keep each aggregate's 
 Kafka-like (aggregates hashed to partitions, partitions drained in random chunks,
 batches sorted by log id as the Kafka consumer sorts them), fully interleaved, and the
 adversarial "latest aggregate first". Every ordering must give the same rows.
+
+End to end, the same commands through the relay, a real broker (Tansu, six partitions)
+and two consumer processes per read model (one leaving half-way, the other taking over
+its partitions) give the rows the in-process LogRunner gives.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import random
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -412,3 +417,99 @@ def test_two_consumers_applying_partitions_at_once_give_the_same_rows(
         rows = project_concurrently(pool, cls, split)
         want = captured.reference[cls.read_model]
         assert rows == want, f"{cls.read_model} differs: {differences(want, rows)}"
+
+
+# --------------------------------------------------------------- through a real broker
+
+TOPIC = "kami.partition-order"
+PARTITIONS = 6
+KAFKA_VERSION, LOG_VERSION = 301, 302  # tables of their own: the two runs never share rows
+
+
+def test_relay_kafka_and_consumers_give_the_read_models_of_the_log_runner(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consumers import kafka_consumer
+    from consumers.kafka_consumer import KafkaProjector, kafka_position
+    from consumers.relay import Relay
+    from consumers.runner import LogRunner
+    from kami.bootstrap import build
+    from tests.support.broker import tansu
+    from tests.support.databases import fresh_database
+
+    # Small polls: more, smaller batches, each a different mix of partitions.
+    monkeypatch.setattr(kafka_consumer, "MAX_RECORDS", 30)
+    with fresh_database(database_url) as url:
+        clock = ManualClock()
+        kami = build(url, clock=clock, pool_size=20)
+        try:
+            story = Story(kami.shop, clock, random.Random(5))
+            story.tell(days=3)
+            kafka_side = [cls(KAFKA_VERSION) for cls in PROJECTIONS]
+
+            def caught_up(head: int, timeout: float = 120.0) -> None:
+                deadline = time.monotonic() + timeout
+                while True:
+                    with kami.pool.connection() as conn:
+                        positions = {
+                            p.read_model: kafka_position(conn, p.name, TOPIC, PARTITIONS) for p in kafka_side
+                        }
+                    if all(position >= head for position in positions.values()):
+                        return
+                    assert not [p for p in projectors if getattr(p, "failed", False)], "a consumer failed"
+                    assert time.monotonic() < deadline, f"not caught up to {head}: {positions}"
+                    time.sleep(0.2)
+
+            with tansu() as bootstrap:
+                stop_relay = threading.Event()
+                relay = Relay(url, kami.shop.recorder, bootstrap, TOPIC, PARTITIONS, batch_size=40)
+                relay_thread = threading.Thread(target=relay.run, args=(stop_relay,))
+                relay_thread.start()
+                # Two consumer "processes" per read model: each group splits the partitions.
+                projectors = [
+                    KafkaProjector(kami.pool, kami.shop.mapper, p, bootstrap, TOPIC)
+                    for _ in range(2)
+                    for p in kafka_side
+                ]
+                stops = [threading.Event() for _ in projectors]
+                threads = [
+                    threading.Thread(target=run_projector, args=(p, s))
+                    for p, s in zip(projectors, stops, strict=True)
+                ]
+                try:
+                    for thread in threads:
+                        thread.start()
+                    caught_up(kami.shop.position())
+                    # More commands while they run; then one member of each group leaves
+                    # and the other takes over its partitions.
+                    story.day(15)
+                    story.refund_some(2)
+                    for stop in stops[: len(kafka_side)]:
+                        stop.set()
+                    story.day(10)
+                    caught_up(kami.shop.position())
+                finally:
+                    stop_relay.set()
+                    for stop in stops:
+                        stop.set()
+                    for thread in [relay_thread, *threads]:
+                        thread.join(timeout=30)
+            assert not [p for p in projectors if getattr(p, "failed", False)]
+
+            log_side = [cls(LOG_VERSION) for cls in PROJECTIONS]
+            LogRunner(kami.pool, kami.shop.recorder, kami.shop.mapper, log_side, batch_size=200).catch_up()
+            with kami.pool.connection() as conn:
+                for through_kafka, in_process in zip(kafka_side, log_side, strict=True):
+                    want, got = in_process.rows(conn), through_kafka.rows(conn)
+                    assert any(want.values()), in_process.read_model
+                    assert got == want, f"{in_process.read_model} differs: {differences(want, got)}"
+        finally:
+            kami.close()
+
+
+def run_projector(projector: Any, stop: threading.Event) -> None:
+    try:
+        projector.run(stop)
+    except BaseException:
+        projector.failed = True
+        raise
