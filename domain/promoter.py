@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.exceptions import InsufficientBalance, InvalidInput
 from domain.ids import promoter_code_id
+from domain.promoter_levels import BASE_LEVEL, level_row
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 CODE_LENGTH = 8
@@ -51,6 +52,17 @@ class Promoter(Aggregate):
             promoter.available -= self.amount
             promoter.withdrawn += self.amount
 
+    class LevelChanged(Aggregate.Event):
+        """Cumulative referred sales moved the promoter to another level (domain.promoter_levels)."""
+
+        old_level: int
+        new_level: int
+        referred_sales: int  # fen, as the promoter-levels process counted them
+
+        def apply(self, promoter: Promoter) -> None:
+            promoter.level = self.new_level
+            promoter.referred_sales = self.referred_sales
+
     def __init__(
         self,
         name: str,
@@ -60,6 +72,9 @@ class Promoter(Aggregate):
         referrer_id: UUID | None,
         upline: list[UUID],
     ) -> None:
+        self.level = BASE_LEVEL
+        # The referred sales at the last level change; the live count is the process's.
+        self.referred_sales = 0
         self.upline = list(upline)
         self.name = name
         self.contact = contact
@@ -99,6 +114,17 @@ class Promoter(Aggregate):
         self.trigger_event(
             self.CommissionCredited, order_id=order_id, level=level, amount=amount, timestamp=at
         )
+
+    def change_level(self, level: int, referred_sales: int, at: datetime) -> None:
+        level_row(level)  # an unknown level raises KeyError: a bug in the caller, never input
+        if level != self.level:
+            self.trigger_event(
+                self.LevelChanged,
+                old_level=self.level,
+                new_level=level,
+                referred_sales=referred_sales,
+                timestamp=at,
+            )
 
     def withdraw(self, amount: int, at: datetime) -> UUID:
         if amount <= 0:
