@@ -50,6 +50,7 @@ from domain.payment import APPLIED, RETURNED, Payment
 from domain.posting import Posting
 from domain.product import Product
 from domain.promoter import Promoter, PromoterCode, new_code, normalise_code
+from domain.promoter_levels import BASE_LEVEL, level_for
 from domain.results import (
     CardsImported,
     Done,
@@ -63,7 +64,23 @@ from domain.results import (
     WholesaleTier,
     WithdrawalRequested,
 )
+from domain.scoring import Figures
+from domain.scoring import score as score_merchant
 from domain.secrets import compose_token, hash_secret, matches, new_secret, split_token
+from domain.tiering import (
+    DEFAULT_POLICY,
+    REJECTED,
+    UPHELD,
+    AppealFiled,
+    Outcome,
+    TierEvaluation,
+    TieringPolicy,
+    day_of,
+    is_due,
+    state_of,
+)
+from domain.tiering import appeal as appeal_outcome
+from domain.tiering import evaluate as evaluation_outcome
 from domain.unit_of_work import UnitOfWork
 
 R = TypeVar("R")
@@ -383,7 +400,9 @@ class Shop(Application[UUID]):
             now = self._now()
             product = uow.get(product_id, Product, "product")
             unit = product.quote(quantity)
-            uow.get(product.merchant_id, Merchant, "merchant").check_can_sell()
+            merchant = uow.get(product.merchant_id, Merchant, "merchant")
+            merchant.check_can_sell()
+            merchant.check_order_quantity(quantity)  # a restricted merchant's lower limit
             chain: list[UUID] = []
             if promoter_code:
                 claim = uow.find(promoter_code_id(normalise_code(promoter_code)), PromoterCode)
@@ -537,7 +556,11 @@ class Shop(Application[UUID]):
         honoured: bool,
     ) -> None:
         merchant = uow.get(order.merchant_id, Merchant, "merchant")
-        commissions = commissions_for(order.amount, order.promoter_chain) if honoured else []
+        commissions = (
+            commissions_for(order.amount, order.promoter_chain, self._sharer_level(uow, order))
+            if honoured
+            else []
+        )
         order.record_payment(
             provider,
             txn_id,
@@ -698,6 +721,115 @@ class Shop(Application[UUID]):
             return Done(0, status=order.status)
 
         return self._run(command)
+
+    # ---------------------------------------------------------- tiers and levels
+
+    def evaluate_merchant(
+        self,
+        merchant_id: UUID,
+        figures: Figures,
+        trigger: str,
+        scheduled_for: datetime | None = None,
+        policy: TieringPolicy = DEFAULT_POLICY,
+    ) -> TierEvaluation:
+        """Score a merchant from its 30-day figures and apply the tier rules
+        (domain.tiering). A repeat of an evaluation already recorded changes nothing."""
+
+        def command(uow: UnitOfWork) -> TierEvaluation:
+            now = self._now()
+            merchant = uow.get(merchant_id, Merchant, "merchant")
+            state = state_of(merchant, day_of(now))
+            old = merchant.tier
+            if not is_due(state, trigger, scheduled_for, now):
+                last, band = merchant.last_score or 0.0, merchant.last_band or old
+                return TierEvaluation(merchant_id, False, last, band, old, old, "not due", 0)
+            result = score_merchant(figures, merchant.violations)
+            outcome = evaluation_outcome(state, result.score, now, policy)
+            rows = result.as_rows()
+            merchant.record_evaluation(result.score, outcome.band, rows, trigger, scheduled_for, now)
+            self._apply_tier_outcome(merchant, outcome, result.score, rows, policy, now)
+            return TierEvaluation(
+                merchant_id, True, result.score, outcome.band, old, merchant.tier, outcome.reason, 0
+            )
+
+        return self._run(command)
+
+    def file_appeal(
+        self, merchant_id: UUID, reason: str, policy: TieringPolicy = DEFAULT_POLICY
+    ) -> AppealFiled:
+        """Record a merchant's appeal; the tiering process re-evaluates it."""
+
+        def command(uow: UnitOfWork) -> AppealFiled:
+            merchant = uow.get(merchant_id, Merchant, "merchant")
+            return AppealFiled(merchant.file_appeal(reason, self._now(), policy.appeal_cooldown), 0)
+
+        return self._run(command)
+
+    def decide_appeal(
+        self, merchant_id: UUID, figures: Figures, policy: TieringPolicy = DEFAULT_POLICY
+    ) -> TierEvaluation:
+        """Decide the merchant's open appeal on a fresh score; none open changes nothing."""
+
+        def command(uow: UnitOfWork) -> TierEvaluation:
+            now = self._now()
+            merchant = uow.get(merchant_id, Merchant, "merchant")
+            old = merchant.tier
+            if merchant.open_appeal is None:
+                return TierEvaluation(merchant_id, False, 0.0, old, old, old, "no open appeal", 0)
+            result = score_merchant(figures, merchant.violations)
+            outcome = appeal_outcome(state_of(merchant, day_of(now)), result.score)
+            rows = result.as_rows()
+            upheld = outcome.new_tier is not None or outcome.lift
+            merchant.decide_appeal(
+                UPHELD if upheld else REJECTED, result.score, outcome.band, rows, outcome.reason, now
+            )
+            self._apply_tier_outcome(merchant, outcome, result.score, rows, policy, now)
+            return TierEvaluation(
+                merchant_id, True, result.score, outcome.band, old, merchant.tier, outcome.reason, 0
+            )
+
+        return self._run(command)
+
+    @staticmethod
+    def _apply_tier_outcome(
+        merchant: Merchant,
+        outcome: Outcome,
+        score: float,
+        rows: list[list[Any]],
+        policy: TieringPolicy,
+        now: datetime,
+    ) -> None:
+        if outcome.new_tier is not None:
+            merchant.change_tier(outcome.new_tier, score, outcome.reason, now, rows)
+            # The fee table follows the tier; payments from now on pay the new rate.
+            merchant.change_fee_rate(fee_rate_for(outcome.new_tier), f"tier {outcome.new_tier}", now)
+        if outcome.end_rectification is not None:
+            merchant.end_rectification(outcome.end_rectification, score, now)
+        if outcome.start_rectification is not None:
+            merchant.start_rectification(outcome.start_rectification, score, now)
+        if outcome.restrict:
+            merchant.limit_orders(policy.restricted_order_limit, outcome.reason, now)
+            merchant.hold_withdrawals(outcome.reason, now)
+        if outcome.lift:
+            merchant.limit_orders(None, outcome.reason, now)
+            merchant.release_withdrawals(outcome.reason, now)
+
+    def set_promoter_level(self, promoter_id: UUID, referred_sales: int) -> Done:
+        """Move a promoter to the level its cumulative referred sales earn (idempotent)."""
+
+        def command(uow: UnitOfWork) -> Done:
+            promoter = uow.get(promoter_id, Promoter, "promoter")
+            promoter.change_level(level_for(referred_sales), referred_sales, self._now())
+            return Done(0)
+
+        return self._run(command)
+
+    @staticmethod
+    def _sharer_level(uow: UnitOfWork, order: Order) -> int:
+        """The promoter level of the order's sharer now: what its commission is paid at."""
+        if not order.promoter_chain:
+            return BASE_LEVEL
+        return uow.get(order.promoter_chain[0], Promoter, "promoter").level
 
 
 def _with_position(result: R, position: int) -> R:
