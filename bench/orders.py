@@ -9,8 +9,8 @@ carry a promoter code whose promoter has a referrer, so two commissions are in t
   command is one ``events.put`` (what ``app.save`` does) and every aggregate is replayed
   from the store: eventsourcing's plain way.
 
-Each repeat uses a product of its own with exactly as many cards as orders (the import is
-not timed), so every repeat of both systems starts from the same state. The systems
+Each repeat uses a product of its own, stocked with twice as many cards as it sells (the
+import is not timed), so every repeat of both systems starts from the same state. The systems
 alternate (kami first on even repeats, baseline first on odd ones) so that they share the
 machine's noise; the figures are medians over the repeats.
 """
