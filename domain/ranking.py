@@ -19,8 +19,7 @@ The one place for the ranking formula and its weights:
 - **tier weight**: better tiers rank higher; watch merchants' products sink.
 
 Ties go to the newer product, then to the product id, so the order is total and the
-same on every read. Products that cannot be bought (delisted, or their merchant
-restricted) are not listed at all.
+same on every read. Delisted products are not listed at all.
 """
 
 from __future__ import annotations

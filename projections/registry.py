@@ -12,6 +12,7 @@ from projections.also_bought import AlsoBoughtProjection
 from projections.base import Projection
 from projections.dashboard import DashboardProjection
 from projections.ledger import LedgerProjection
+from projections.listing import ListingProjection
 from projections.overview import OverviewProjection
 from projections.payouts import PayoutsProjection
 from projections.score_inputs import ScoreInputsProjection
@@ -23,6 +24,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     ScoreInputsProjection,
     AlsoBoughtProjection,
     OverviewProjection,
+    ListingProjection,
 )
 
 
