@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 from consumers import chain
 from consumers.deadlines import DeadlineManager
+from consumers.promoter_levels import PromoterLevelManager
 from consumers.runner import Consumer, LogRunner
+from consumers.tiering import TieringManager, policy_from_env
 from kami.bootstrap import Kami
 from projections.registry import build_live
 
@@ -21,11 +23,16 @@ class EmbeddedWorkers:
     def __init__(self, kami: Kami, consumers: Sequence[Consumer] | None = None) -> None:
         self._kami = kami
         self.deadlines = DeadlineManager(kami.shop, kami.pool)
+        self.tiering = TieringManager(kami.shop, kami.pool, policy_from_env())
+        self.levels = PromoterLevelManager(kami.shop, kami.pool)
         if consumers is None:
             with kami.pool.connection() as conn:
                 consumers = build_live(conn)
         self.runner = LogRunner(
-            kami.pool, kami.shop.recorder, kami.shop.mapper, [self.deadlines, *consumers]
+            kami.pool,
+            kami.shop.recorder,
+            kami.shop.mapper,
+            [self.deadlines, self.tiering, self.levels, *consumers],
         )
         with kami.pool.connection() as conn:
             chain.ensure_schema(conn)
@@ -39,6 +46,8 @@ class EmbeddedWorkers:
 
     def on_idle(self) -> None:
         self.deadlines.tick()
+        self.tiering.tick()
+        self.levels.tick()
         with self._kami.pool.connection() as conn:
             chain.extend(conn, self._kami.shop.recorder.events_table_name)
 
