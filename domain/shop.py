@@ -9,6 +9,7 @@ happens once, whole, or not at all.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -117,6 +118,8 @@ class Shop(Application[UUID]):
         self.clock = clock
         self.settings = settings or ShopSettings()
         self._committer = GroupCommitter(self.recorder) if self.settings.group_commit else None
+        self._busy: dict[UUID, int] = {}
+        self._busy_lock = threading.Lock()
 
     def close(self) -> None:
         if self._committer is not None:
@@ -128,30 +131,46 @@ class Shop(Application[UUID]):
     def position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
+    def _mark_busy(self, uow: UnitOfWork, bucket: UUID) -> None:
+        with self._busy_lock:
+            self._busy[bucket] = self._busy.get(bucket, 0) + 1
+        uow.busy.append(bucket)
+
+    def _unmark_busy(self, uow: UnitOfWork) -> None:
+        with self._busy_lock:
+            for bucket in uow.busy:
+                left = self._busy.get(bucket, 0) - 1
+                if left > 0:
+                    self._busy[bucket] = left
+                else:
+                    self._busy.pop(bucket, None)
+        uow.busy.clear()
+
     def _run(self, command: Callable[[UnitOfWork], R]) -> R:
         """Run a command, save its events atomically, retry it on a conflict."""
         for attempt in range(MAX_ATTEMPTS):
             uow = UnitOfWork(self.repository)
-            result = command(uow)
-            events = uow.collect_events()
-            if not events:
-                return _with_position(result, self.position())
             try:
-                if self._committer is not None:
-                    ids = self._committer.write([self.mapper.to_stored_event(e) for e in events])
-                else:
-                    # eventsourcing's plain way: one transaction per command.
-                    ids = [
-                        r.notification.id
-                        for r in self.events.put(events)
-                        if r.notification.id is not None
-                    ]
+                return self._attempt(command, uow)
             except (ConcurrencyConflict, IntegrityError):
                 # Spread the retries out so colliding commands do not collide again.
                 time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.05)))
-                continue
-            return _with_position(result, max(ids))
+            finally:
+                self._unmark_busy(uow)
         raise Busy("too many concurrent changes to the same items; please retry")
+
+    def _attempt(self, command: Callable[[UnitOfWork], R], uow: UnitOfWork) -> R:
+        """One try: decide, then write; a conflict propagates for ``_run`` to retry."""
+        result = command(uow)
+        events = uow.collect_events()
+        if not events:
+            return _with_position(result, self.position())
+        if self._committer is not None:
+            ids = self._committer.write([self.mapper.to_stored_event(e) for e in events])
+        else:
+            # eventsourcing's plain way: one transaction per command.
+            ids = [r.notification.id for r in self.events.put(events) if r.notification.id is not None]
+        return _with_position(result, max(ids))
 
     def _now(self) -> datetime:
         return self.clock()
@@ -398,17 +417,17 @@ class Shop(Application[UUID]):
     ) -> OrderPlaced:
         def command(uow: UnitOfWork) -> OrderPlaced:
             now = self._now()
-            product = uow.get(product_id, Product, "product")
+            product = uow.read(product_id, Product, "product")
             unit = product.quote(quantity)
-            merchant = uow.get(product.merchant_id, Merchant, "merchant")
+            merchant = uow.read(product.merchant_id, Merchant, "merchant")
             merchant.check_can_sell()
             merchant.check_order_quantity(quantity)  # a restricted merchant's lower limit
             chain: list[UUID] = []
             if promoter_code:
-                claim = uow.find(promoter_code_id(normalise_code(promoter_code)), PromoterCode)
+                claim = uow.peek(promoter_code_id(normalise_code(promoter_code)), PromoterCode)
                 if claim is None:
                     raise UnknownPromoter("no promoter has this code")
-                sharer = uow.get(claim.promoter_id, Promoter, "promoter")
+                sharer = uow.read(claim.promoter_id, Promoter, "promoter")
                 chain = [sharer.id] + ([sharer.referrer_id] if sharer.referrer_id else [])
             order_id = uuid4()
             expires_at = now + self.settings.order_ttl
@@ -447,13 +466,18 @@ class Shop(Application[UUID]):
         until: datetime,
         now: datetime,
     ) -> list[list[Any]]:
-        # A random bucket order spreads concurrent buyers over the buckets.
+        # A random bucket order spreads concurrent buyers over the buckets, and buckets
+        # another command of this process is working on go last: a collision costs a retry.
         need = quantity
         reservation: list[list[Any]] = []
-        for index in random.sample(range(product.buckets), product.buckets):
-            bucket = uow.get(bucket_id(product.id, index), CardBucket, "card bucket")
+        ids = [bucket_id(product.id, i) for i in random.sample(range(product.buckets), product.buckets)]
+        with self._busy_lock:
+            ids.sort(key=lambda bid: self._busy.get(bid, 0))
+        for bid in ids:
+            bucket = uow.get(bid, CardBucket, "card bucket")
             taken = bucket.reserve(order_id, need, until, now)
             if taken:
+                self._mark_busy(uow, bucket.id)
                 reservation.append([bucket.id, taken])
                 need -= len(taken)
                 if need == 0:
@@ -517,7 +541,7 @@ class Shop(Application[UUID]):
             now = self._now()
             # The payment first: once it is seen, the order loaded next is at least as new
             # as the command that recorded it, so a duplicate reports the current status.
-            earlier = uow.find(payment_id(provider, txn_id), Payment)
+            earlier = uow.peek(payment_id(provider, txn_id), Payment)
             order = uow.get(order_id, Order, "order")
             # A txn seen before is a duplicate whatever else it says: the provider is
             # retrying, and a retry changes nothing.
@@ -555,7 +579,7 @@ class Shop(Application[UUID]):
         *,
         honoured: bool,
     ) -> None:
-        merchant = uow.get(order.merchant_id, Merchant, "merchant")
+        merchant = uow.read(order.merchant_id, Merchant, "merchant")
         commissions = (
             commissions_for(order.amount, order.promoter_chain, self._sharer_level(uow, order))
             if honoured
@@ -600,12 +624,13 @@ class Shop(Application[UUID]):
             bucket = uow.get(UUID(str(bid)), CardBucket, "card bucket")
             still = bucket.reserved_for(order.id, list(ids))
             if still:
+                self._mark_busy(uow, bucket.id)
                 held.append((bucket, still))
         missing = order.quantity - sum(len(ids) for _, ids in held)
         extra: list[tuple[CardBucket, list[str]]] = []
         if missing > 0:
             held_ids = {cid for _, ids in held for cid in ids}
-            product = uow.get(order.product_id, Product, "product")
+            product = uow.read(order.product_id, Product, "product")
             for bucket in self._buckets(uow, product):
                 free = [c for c in bucket.available(now) if c not in held_ids][:missing]
                 if free:
@@ -829,7 +854,7 @@ class Shop(Application[UUID]):
         """The promoter level of the order's sharer now: what its commission is paid at."""
         if not order.promoter_chain:
             return BASE_LEVEL
-        return uow.get(order.promoter_chain[0], Promoter, "promoter").level
+        return uow.read(order.promoter_chain[0], Promoter, "promoter").level
 
 
 def _with_position(result: R, position: int) -> R:
