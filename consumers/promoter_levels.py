@@ -139,9 +139,10 @@ class PromoterLevelManager:
                 )
         return issued
 
-    def referred_sales(self, conn: psycopg.Connection[Any], promoter_id: UUID) -> int:
-        """A promoter's cumulative referred sales as counted so far (fen)."""
-        row = conn.execute(
-            "SELECT referred_sales FROM pm_promoter_levels WHERE promoter_id = %s", (promoter_id,)
-        ).fetchone()
-        return int(row[0]) if row else 0
+
+def referred_sales(conn: psycopg.Connection[Any], promoter_id: UUID) -> int:
+    """A promoter's cumulative referred sales as the manager has counted them (fen)."""
+    row = conn.execute(
+        "SELECT referred_sales FROM pm_promoter_levels WHERE promoter_id = %s", (promoter_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0

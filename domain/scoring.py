@@ -32,7 +32,7 @@ the one table that turns a raw value into a share of the component's weight:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -72,8 +72,8 @@ class Component:
 
 
 NORMALISATION: tuple[Component, ...] = (
-    Component("monthly_sales", 30, "log", 100_000, 10_000_000, 0.0, "honoured payments in 30 days, fen"),
-    Component("average_ticket", 15, "log", 500, 10_000, 0.0, "sales per paid order, fen"),
+    Component("monthly_sales", 30, "log", 100_000, 10_000_000, 0.0, "honoured payments in 30 days"),
+    Component("average_ticket", 15, "log", 500, 10_000, 0.0, "sales per paid order"),
     Component("sell_through", 15, "linear", 0.05, 0.60, 0.5, "cards sold / (sold + on hand)"),
     Component("good_review_rate", 20, "linear", 0.90, 0.98, 0.5, "reviews rated 4 or 5 / reviews"),
     Component(
@@ -161,3 +161,13 @@ def headroom(b: Breakdown) -> list[tuple[str, float]]:
     where a merchant gains most by improving."""
     room = [(p.name, round(p.weight - p.points, 2)) for p in b.components]
     return sorted((r for r in room if r[1] > 0), key=lambda r: -r[1])
+
+
+def percentile(value: float, population: Sequence[float]) -> float | None:
+    """Percent of the population scoring lower than ``value``, ties counting half (a
+    mid-rank, so equal scores share one percentile); None for an empty population."""
+    if not population:
+        return None
+    below = sum(1 for s in population if s < value)
+    equal = sum(1 for s in population if s == value)
+    return round(100 * (below + equal / 2) / len(population), 2)

@@ -6,16 +6,20 @@ from fastapi import APIRouter
 
 from api.routes import (
     admin,
+    appeals,
     audit,
     catalog,
     dashboards,
     health,
+    listing,
     merchants,
     orders,
     payments,
     payouts,
     products,
+    promoter_levels,
     promoters,
+    scores,
 )
 
 api_router = APIRouter()
@@ -31,5 +35,9 @@ for module in (
     audit,
     admin,
     health,
+    scores,
+    appeals,
+    listing,
+    promoter_levels,
 ):
     api_router.include_router(module.router)
