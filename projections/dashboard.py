@@ -152,7 +152,8 @@ HOLDS = Table(
     "holds",
     (key("card_id", "text"), fact("product_id", "uuid"), fact("order_id", "uuid")),
     ("card_id",),
-    indexes=(("product_id",), ("order_id",)),
+    # Counted per product when read; ended per card, never per order.
+    indexes=(("product_id",),),
 )
 
 
