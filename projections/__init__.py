@@ -41,9 +41,10 @@ Design
   round trips, whatever its size.
 - **Failures** (issue 5's dead letters). Since handlers touch only memory, a handler
   that raises leaves nothing written: ``apply`` raises ``HandlerFailed`` naming the
-  position and event, the runner's transaction rolls back, and a runner can record the
-  dead letter and, per ``Projection.on_failure`` (``stop`` or ``skip``), stop there or
-  apply the same batch again without that event.
+  position and event; the LogRunner rolls back that projection's savepoint (the others
+  sharing the step still commit) and the Kafka consumer its transaction, and a runner
+  can record the dead letter and, per ``Projection.on_failure`` (``stop`` or
+  ``skip``), stop there or apply the same batch again without that event.
 - **As of an instant.** The ledger stores every entry with its position and timestamp,
   so balances as of any time or position are a query. Score inputs are daily buckets,
   so any 30-day window is a sum as of any day. Other read models as of an instant are
@@ -54,7 +55,7 @@ that the position never claims more than the figures show::
 
     with pool.connection() as conn, snapshot(conn):
         view = DashboardProjection.live(conn)           # the live version
-        position = read_position(conn, view.name)       # consumers.runner
+        position = read_model_position(conn, view.name)  # consumers.positions
         figures = merchant_dashboard(conn, merchant_id, version=view.version)
 
 Read models (one module each; query functions return frozen dataclasses, money in fen):
@@ -65,6 +66,7 @@ Read models (one module each; query functions return frozen dataclasses, money i
 - ``ledger``: balances per account, now and as of any instant, and every entry.
 - ``also_bought``: per product, what its buyers also bought.
 - ``overview``: platform totals and merchants per tier.
+- ``listing``: the products that can be bought, and what ranks them.
 
 Each module's docstring defines its figures exactly, and says which events it reads
 which state from; ``definitions`` holds the terms they share (buyer, honoured payment,
