@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -112,8 +112,8 @@ def get_score(
     b = score_of(figures, merchant.violations)
     if figures.orders:
         population = [*population, b.score]
-    state = state_of(merchant, today)
-    upcoming = next_tier(state, b.score, DEFAULT_POLICY)
+    # The next evaluation falls on a later day, where today's counts as the previous one.
+    upcoming = next_tier(state_of(merchant, today + timedelta(days=1)), b.score, DEFAULT_POLICY)
     last = (
         EvaluationOut(score=merchant.last_score, band=merchant.last_band, at=merchant.last_evaluated_at)
         if merchant.last_score is not None and merchant.last_band and merchant.last_evaluated_at

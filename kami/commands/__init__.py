@@ -13,4 +13,5 @@ COMMANDS: tuple[str, ...] = (
     "kami.commands.consume",
     "kami.commands.verify",
     "kami.commands.merchant",
+    "kami.commands.tiers",
 )
