@@ -182,6 +182,8 @@ class TieringManager:
                         "SELECT merchant_id FROM pm_tiering_merchants ORDER BY registered_at, merchant_id"
                     )
                 ]
+        for m in merchant_ids:
+            self._shop.get_merchant(m)  # an unknown id fails before anything is recorded
         return [
             self._shop.evaluate_merchant(m, self.figures(m), ON_DEMAND, None, self.policy)
             for m in merchant_ids

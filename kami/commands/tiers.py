@@ -40,6 +40,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             with conn.transaction():
                 manager.create_tables(conn)
             view = ScoreInputsProjection.live(conn)
+            built = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (view.table("daily"),)).fetchone()
+            if not built or not built[0]:
+                print("kami: the score inputs read model is not built yet; kami serve (or kami consume) "
+                      "builds it")  # fmt: skip
+                return 1
             # The scores are as fresh as the read model: say how far it has got.
             print(f"score inputs at log position {read_model_position(conn, view.name)}"
                   f" of {kami.shop.position()}")  # fmt: skip
