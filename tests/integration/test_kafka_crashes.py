@@ -27,7 +27,7 @@ from tests.support.workload import Workload
 
 PARTITIONS = 4
 READ_MODELS = [cls.read_model for cls in PROJECTIONS]
-COMPARE_VERSION = 97  # the in-process run builds its tables beside the live version 1
+COMPARE_VERSION = 97  # the in-process run builds its tables beside the live code version
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def _wait_until_caught_up(kami: Kami, processes: Processes, timeout: float = 90.
     while True:
         processes.alive()
         with kami.pool.connection() as conn:
-            positions = {name: read_model_position(conn, f"rm_{name}_v1") for name in READ_MODELS}
+            positions = {cls.read_model: read_model_position(conn, cls().name) for cls in PROJECTIONS}
         if all(p >= head for p in positions.values()):
             return
         assert time.monotonic() < deadline, f"not caught up to {head}: {positions}"
@@ -103,7 +103,7 @@ def _wait_until_caught_up(kami: Kami, processes: Processes, timeout: float = 90.
 
 
 def _rows_both_ways(kami: Kami) -> tuple[dict[str, object], dict[str, object]]:
-    live = [cls(1) for cls in PROJECTIONS]
+    live = [cls() for cls in PROJECTIONS]
     fresh = [cls(COMPARE_VERSION) for cls in PROJECTIONS]
     LogRunner(kami.pool, kami.shop.recorder, kami.shop.mapper, fresh).catch_up()
     with kami.pool.connection() as conn:
