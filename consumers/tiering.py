@@ -140,9 +140,11 @@ class TieringManager:
         """Run the evaluations the clock has made due; returns how many ran."""
         now = self._shop.clock()
         with self._pool.connection() as conn:
+            # A fixed order: a scheduled evaluation and a rectification check due at the
+            # same instant always run evaluation first (it decides the deadline too).
             due = conn.execute(
                 "SELECT kind, merchant_id, due_at FROM pm_tiering_due WHERE due_at <= %s"
-                " ORDER BY due_at, merchant_id LIMIT %s",
+                " ORDER BY due_at, merchant_id, kind LIMIT %s",
                 (now, limit),
             ).fetchall()
         done = 0
