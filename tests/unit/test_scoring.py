@@ -15,6 +15,7 @@ from domain.scoring import (
     Component,
     breakdown,
     headroom,
+    percentile,
     raw_values,
     score,
 )
@@ -176,3 +177,11 @@ def test_improving_one_figure_never_lowers_the_score(fig: Fig, name: str) -> Non
 @given(figures)
 def test_the_score_is_deterministic(fig: Fig) -> None:
     assert score(fig, 0) == score(replace(fig), 0)
+
+
+def test_the_percentile_counts_lower_scores_and_half_the_ties() -> None:
+    assert percentile(50, []) is None
+    assert percentile(83, [98, 83, 68]) == 50.0
+    assert percentile(99, [98, 83, 68]) == 100.0
+    assert percentile(10, [98, 83, 68]) == 0.0
+    assert percentile(70, [70, 70]) == 50.0
