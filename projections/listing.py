@@ -10,6 +10,8 @@ Definitions (money in fen; days are UTC days of the event's business time):
 - **merchant tier / since**: the merchant's tier (``Merchant.Registered``,
   ``Merchant.TierChanged``) and registration time, for the ranking weight and the
   cold-start boost.
+- **restricted merchants** (``Merchant.Restricted`` until ``Merchant.Reinstated``) are
+  not listed: their products cannot take orders.
 
 The recommended order is domain.ranking's formula, computed when read (it depends on
 the time: the sales window and a new merchant's boost); the other orders are plain.
@@ -88,6 +90,7 @@ MERCHANTS = Table(
         key("merchant_id", "uuid"),
         value("tier", "text"),
         value("registered_at", "timestamptz"),
+        value("restricted", "boolean"),
     ),
     ("merchant_id",),
 )
@@ -140,6 +143,14 @@ class ListingProjection(Projection[Batch]):
     @handles(Merchant.TierChanged)
     def merchant_tier_changed(self, b: Batch, _: int, e: Merchant.TierChanged) -> None:
         b["merchants"].put((e.originator_id,), tier=e.new_tier)
+
+    @handles(Merchant.Restricted)
+    def merchant_restricted(self, b: Batch, _: int, e: Merchant.Restricted) -> None:
+        b["merchants"].put((e.originator_id,), restricted=True)
+
+    @handles(Merchant.Reinstated)
+    def merchant_reinstated(self, b: Batch, _: int, e: Merchant.Reinstated) -> None:
+        b["merchants"].put((e.originator_id,), restricted=False)
 
     @handles(Order.Placed)
     def order_placed(self, b: Batch, _: int, e: Order.Placed) -> None:
@@ -242,6 +253,7 @@ def product_listing(
             f" FROM {p.table('sales')} WHERE day > %(start)s AND day <= %(today)s"
             " GROUP BY product_id) s USING (product_id)"
             " WHERE p.listed AND p.title IS NOT NULL AND m.tier IS NOT NULL"
+            " AND m.restricted IS NOT TRUE"
             " AND (%(merchant)s::uuid IS NULL OR p.merchant_id = %(merchant)s::uuid)",
             {"start": _window_start(now), "today": day_of(now), "merchant": merchant_id},
         ).fetchall()

@@ -18,8 +18,8 @@ Definitions (money in fen):
   **indirect_referrals**: those who joined with a direct referral's code. Each
   ``Promoter.Joined`` names its upline (referrer, referrer's referrer), so it counts
   itself for both without reading another promoter's row.
-- **level**: the promoter's commission level. 1 for every promoter until promoter levels
-  (issue 4) record level changes; their handler sets the ``level`` column.
+- **level**: the promoter's commission level (domain.promoter_levels), from its
+  ``Promoter.LevelChanged`` events; 1 until the first.
 
 Order (``projections.base``): a commission's whole lifecycle is its order's events
 (paid, settled, refunded), in the order's own order; a promoter's row meets many
@@ -62,7 +62,6 @@ PROMOTERS = Table(
         value("name", "text"),
         value("referrer_id", "uuid"),
         value("joined_at", "timestamptz"),
-        # Hook for issue 4: promoter levels will set this from their level events.
         value("level", "integer", default="1"),
         counter("pending"),
         counter("available"),
@@ -150,6 +149,11 @@ class PayoutsProjection(Projection[PayoutsBatch]):
             if commission is not None and commission["status"] == PENDING:
                 found.append((k, int(commission["amount"])))
         return found
+
+    @handles(Promoter.LevelChanged)
+    def promoter_level_changed(self, b: PayoutsBatch, _: int, e: Promoter.LevelChanged) -> None:
+        # The promoter's own event, after its Joined: the row is there to update.
+        b["promoters"].put((e.originator_id,), level=e.new_level)
 
     @handles(Promoter.WithdrawalRequested)
     def promoter_withdrawal_requested(self, b: PayoutsBatch, _: int, e: Promoter.WithdrawalRequested) -> None:

@@ -9,6 +9,7 @@ from api.errors import error_responses
 from api.readside import After, read
 from api.schemas.readside import CommissionOut, PayoutsOut
 from domain.money import format_yuan
+from domain.promoter_levels import next_level
 from projections.payouts import PayoutsProjection, promoter_payouts
 
 router = APIRouter(prefix="/v1/promoters", tags=["promoters"])
@@ -27,13 +28,20 @@ def get_payouts(
     figures, position = read(
         request, PayoutsProjection, after, lambda c: promoter_payouts(c, promoter_id)
     )
+    level = figures.level if figures is not None else 1
+    above = next_level(level)
+    ahead = {
+        "next_level": above.level if above else None,
+        "next_threshold": format_yuan(above.threshold) if above else None,
+    }
     if figures is None:
         return PayoutsOut(
             promoter_id=promoter_id, level=1, pending="0.00", available="0.00",
             withdrawn="0.00", reversed="0.00", direct_referrals=0, indirect_referrals=0,
-            position=position, history=[],
+            position=position, history=[], **ahead,
         )  # fmt: skip
     return PayoutsOut(
+        **ahead,
         promoter_id=promoter_id,
         level=figures.level,
         pending=format_yuan(figures.pending),

@@ -67,6 +67,10 @@ class PayoutsOut(BaseModel):
     reversed: Money
     direct_referrals: int
     indirect_referrals: int
+    next_level: int | None = None
+    next_threshold: Money | None = Field(
+        default=None, description="Referred sales (yuan) at which the next level starts."
+    )
     position: Position
     history: list[CommissionOut]
 

@@ -10,6 +10,9 @@ from typing import Any
 from kami.settings import SettingsError, load_settings
 
 DEADLINES = "deadlines"
+TIERING = "tiering"
+LEVELS = "promoter_levels"
+MANAGERS = (DEADLINES, TIERING, LEVELS)
 
 
 def register(commands: Any) -> None:
@@ -20,7 +23,7 @@ def register(commands: Any) -> None:
         "manager). Any number of these processes share the partitions.",
     )
     parser.add_argument(
-        "names", nargs="*", help=f"read models to run (default: all, and {DEADLINES!r})"
+        "names", nargs="*", help=f"read models to run (default: all, and {', '.join(MANAGERS)})"
     )
     parser.set_defaults(handler=run)
 
@@ -33,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     from consumers.deadlines import DeadlineManager
     from consumers.kafka_consumer import KafkaProjector
+    from consumers.promoter_levels import PromoterLevelManager
+    from consumers.tiering import TieringManager, policy_from_env
     from kami.commands.common import open_kami
     from kami.commands.lifecycle import heartbeat, stop_on_signals
     from projections.registry import build_live
@@ -42,16 +47,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         with kami.pool.connection() as conn:
             projections = {p.read_model: p for p in build_live(conn)}
-        wanted = args.names or [*projections, DEADLINES]
-        unknown = [n for n in wanted if n not in projections and n != DEADLINES]
+        wanted = args.names or [*projections, *MANAGERS]
+        unknown = [n for n in wanted if n not in projections and n not in MANAGERS]
         if unknown:
             print(f"kami: unknown read model(s): {', '.join(unknown)}; known: "
-                  f"{', '.join([*projections, DEADLINES])}")
+                  f"{', '.join([*projections, *MANAGERS])}")
             return 2
+        managers = {
+            DEADLINES: lambda: DeadlineManager(kami.shop, kami.pool),
+            TIERING: lambda: TieringManager(kami.shop, kami.pool, policy_from_env()),
+            LEVELS: lambda: PromoterLevelManager(kami.shop, kami.pool),
+        }
         projectors = []
         for name in wanted:
-            if name == DEADLINES:
-                manager = DeadlineManager(kami.shop, kami.pool)
+            if name in managers:
+                # A process manager ticks with the injected clock whenever its consumer is idle.
+                manager = managers[name]()
                 projectors.append(KafkaProjector(
                     kami.pool, kami.shop.mapper, manager, settings.kafka_bootstrap,
                     settings.kafka_topic, on_idle=manager.tick,

@@ -11,6 +11,7 @@ from consumers.embedded import EmbeddedWorkers
 from domain.commissions import LEVEL_RATE_BPS
 from domain.fees import NEW_MERCHANT_TIER, fee_rate_for
 from domain.money import format_yuan, parse_yuan, share
+from domain.promoter_levels import next_level
 from kami.bootstrap import Kami
 from tests.e2e.api_client import Api, in_process, random_cards, unique
 
@@ -86,6 +87,10 @@ def test_payouts_show_both_levels_of_commission(api: Api) -> None:
     assert level1.json()["pending"] == format_yuan(share(amount, LEVEL_RATE_BPS[1]))
     assert level2.json()["pending"] == format_yuan(share(amount, LEVEL_RATE_BPS[2]))
     assert level2.json()["direct_referrals"] == 1
+    above = next_level(level1.json()["level"])
+    assert above is not None
+    assert level1.json()["next_level"] == above.level
+    assert level1.json()["next_threshold"] == format_yuan(above.threshold)
     assert [h["level"] for h in level2.json()["history"]] == [2]
 
 

@@ -97,6 +97,7 @@ class Story:
         solo = shop.join_promoter("solo", "s@example.com")
         self.codes = [top.code, mid.code, low.code, solo.code]
         self.promoters = [top.promoter_id, mid.promoter_id, low.promoter_id]
+        shop.set_promoter_level(top.promoter_id, 1_000_000)
 
     def buy(self, merchant: UUID, product: UUID, quantity: int | None = None) -> OrderPlaced | None:
         code = self.rng.choice([None, None, *self.codes])
@@ -163,6 +164,8 @@ class Story:
         shop.delist_product(merchant, product)
         self.products.remove((merchant, product))
         shop.change_tier(self.merchants[1], "core", 91.0, "strong month")
+        shop.restrict_merchant(self.merchants[2], "chargebacks")
+        shop.reinstate_merchant(self.merchants[2], "cleared")
         # A refund inside the after-sales window: its pending commissions are reversed.
         self.refund_some(2)
 

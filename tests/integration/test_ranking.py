@@ -124,3 +124,21 @@ def test_the_recommended_order_blends_tier_quality_sales_and_a_cold_start(
     later = [name_of[i["product_id"]] for i in listing(api, kami)["items"]]
     assert later.index("B") < later.index("N")
     assert later.index("W") < later.index("B")  # growth now outweighs basic for the same product
+
+
+def test_a_restricted_merchant_is_not_listed_until_reinstated(
+    kami_world: tuple[Kami, ManualClock, Api],
+) -> None:
+    kami, _, api = kami_world
+    shop = kami.shop
+    merchant = shop.register_merchant("r", "r@x").merchant_id
+    product = str(shop.list_product(merchant, "R", 1_000, "auto").product_id)
+    workers = EmbeddedWorkers(kami)
+
+    shop.restrict_merchant(merchant, "chargebacks")
+    workers.runner.catch_up()
+    assert product not in [i["product_id"] for i in listing(api, kami)["items"]]
+
+    shop.reinstate_merchant(merchant, "cleared")
+    workers.runner.catch_up()
+    assert product in [i["product_id"] for i in listing(api, kami)["items"]]
