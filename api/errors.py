@@ -32,6 +32,7 @@ STATUS_BY_ERROR: dict[type[domain.KamiError], int] = {
     domain.AmountMismatch: 400,
     domain.Busy: 503,
     domain.ProjectionLagging: 503,
+    domain.RateLimited: 429,
 }
 
 # The store is unreachable or its pool is exhausted: nothing was written, retrying is safe.
@@ -111,6 +112,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": "1"} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, domain.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(status_code=status, content=error_body(exc.code, exc.detail), headers=headers)
 
 

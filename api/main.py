@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import time
+
+from fastapi import Depends, FastAPI
 
 from api.deps import Authenticator, PaymentKeys
 from api.errors import install_error_handlers
+from api.ratelimit import MonotonicClock, RateLimiter, document_rate_limits, rate_limit
 from api.routes import api_router
 from api.settings import ApiSettings
 from kami.bootstrap import Kami
@@ -19,19 +22,26 @@ event-log position of its last event.
 """
 
 
-def create_app(kami: Kami, settings: ApiSettings) -> FastAPI:
-    """Build the app around an assembled Kami; the caller owns (and closes) the Kami."""
+def create_app(kami: Kami, settings: ApiSettings, *, rate_clock: MonotonicClock = time.monotonic) -> FastAPI:
+    """Build the app around an assembled Kami; the caller owns (and closes) the Kami.
+
+    ``rate_clock`` drives the rate limits' buckets: tests pass a clock they move.
+    """
     app = FastAPI(
         title="kami",
         version="1.0.0",
         description=DESCRIPTION,
         # Operation ids are the route functions' names: short and stable for generated clients.
         generate_unique_id_function=lambda route: route.name,
+        # Per-IP limits of the routes in api.ratelimit.LIMITED_ROUTES; a no-op elsewhere.
+        dependencies=[Depends(rate_limit)],
     )
     app.state.kami = kami
     # Only digests of the bearer tokens are kept; the signing keys are needed as they are.
     app.state.authenticator = Authenticator(kami.shop, settings)
     app.state.payment_keys = PaymentKeys(sandbox=settings.payment_secret, epay=settings.epay_key)
+    app.state.rate_limiter = RateLimiter(settings.rate_limits, rate_clock)
     install_error_handlers(app)
     app.include_router(api_router)
+    document_rate_limits(app)
     return app

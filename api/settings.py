@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+
+from api.ratelimit import RateLimits
 
 MIN_SECRET_LENGTH = 16
+SECRETS = ("admin_token", "auditor_token", "payment_secret", "epay_key")
 
 
 @dataclass(frozen=True)
@@ -18,20 +21,23 @@ class ApiSettings:
     auditor_token: str = field(repr=False)
     payment_secret: str = field(repr=False)
     epay_key: str = field(repr=False)
+    # From KAMI_RATE_LIMIT_* when not given: `kami serve` builds this object field by
+    # field from its own settings, and the limits must apply there too.
+    rate_limits: RateLimits = field(default_factory=RateLimits.from_env)
 
     def __post_init__(self) -> None:
         # A blank or short secret is a misconfiguration: refuse to start rather than
         # serve an admin API anyone can guess.
-        for secret in fields(self):
-            value = getattr(self, secret.name)
+        for name in SECRETS:
+            value = getattr(self, name)
             if not isinstance(value, str) or len(value.strip()) < MIN_SECRET_LENGTH:
-                raise ValueError(f"{secret.name} must be a secret of {MIN_SECRET_LENGTH}+ characters")
+                raise ValueError(f"{name} must be a secret of {MIN_SECRET_LENGTH}+ characters")
         if self.admin_token == self.auditor_token:
             raise ValueError("admin_token and auditor_token must differ")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
-        """Read KAMI_ADMIN_TOKEN, KAMI_AUDITOR_TOKEN, KAMI_PAYMENT_SECRET and KAMI_EPAY_KEY."""
+        """Read the four KAMI_* secrets and the KAMI_RATE_LIMIT_* limits."""
         source = os.environ if env is None else env
         names = {
             "admin_token": "KAMI_ADMIN_TOKEN",
@@ -42,4 +48,6 @@ class ApiSettings:
         missing = [var for var in names.values() if not source.get(var)]
         if missing:
             raise ValueError(f"missing settings: {', '.join(missing)}")
-        return cls(**{attr: source[var] for attr, var in names.items()})
+        return cls(
+            **{attr: source[var] for attr, var in names.items()}, rate_limits=RateLimits.from_env(source)
+        )

@@ -101,3 +101,25 @@ class ProjectionLagging(KamiError):
     """A read model has not yet processed the position the caller asked for."""
 
     code = "projection_lagging"
+
+
+class BuyerBlacklisted(Forbidden):
+    """The buyer's contact is on the merchant's or the platform's blacklist."""
+
+    code = "buyer_blacklisted"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An Idempotency-Key already placed an order for a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class RateLimited(KamiError):
+    """Too many requests of one kind from one client address; retry after ``retry_after`` s."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

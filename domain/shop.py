@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -23,6 +24,13 @@ from eventsourcing.utils import EnvType
 
 from domain import cards as card_crypto
 from domain import ledger
+from domain.blacklist import (
+    Blacklist,
+    BlacklistChanged,
+    BlacklistView,
+    blacklist_id,
+    normalise_contact,
+)
 from domain.card_stock import CardBucket
 from domain.cards import Keyring
 from domain.clock import Clock, system_clock
@@ -30,9 +38,11 @@ from domain.commissions import Commission, commissions_for
 from domain.exceptions import (
     AmountMismatch,
     Busy,
+    BuyerBlacklisted,
     ConcurrencyConflict,
     DuplicateTxn,
     Forbidden,
+    IdempotencyKeyReused,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -44,6 +54,7 @@ from domain.exceptions import (
 )
 from domain.fees import NEW_MERCHANT_TIER, fee_rate_for
 from domain.group_commit import GroupCommitter
+from domain.idempotency import TOKEN_KEY_OWNER, OrderRequest, order_request
 from domain.ids import bucket_id, payment_id, posting_id, promoter_code_id
 from domain.merchant import Merchant
 from domain.order import DELIVERED, PAID, PENDING, Order
@@ -413,15 +424,25 @@ class Shop(Application[UUID]):
     # ------------------------------------------------------------------- orders
 
     def place_order(
-        self, product_id: UUID, quantity: int, contact: str, promoter_code: str | None = None
+        self,
+        product_id: UUID,
+        quantity: int,
+        contact: str,
+        promoter_code: str | None = None,
+        idempotency_key: str | None = None,
     ) -> OrderPlaced:
+        request = self._order_request(idempotency_key)
+
         def command(uow: UnitOfWork) -> OrderPlaced:
             now = self._now()
+            if request is not None and (earlier := uow.peek(request.order_id, Order)) is not None:
+                return self._replayed_order(earlier, request, product_id, quantity, contact)
             product = uow.read(product_id, Product, "product")
             unit = product.quote(quantity)
             merchant = uow.read(product.merchant_id, Merchant, "merchant")
             merchant.check_can_sell()
             merchant.check_order_quantity(quantity)  # a restricted merchant's lower limit
+            self._check_buyer_allowed(uow, product.merchant_id, contact)
             chain: list[UUID] = []
             if promoter_code:
                 claim = uow.peek(promoter_code_id(normalise_code(promoter_code)), PromoterCode)
@@ -429,7 +450,7 @@ class Shop(Application[UUID]):
                     raise UnknownPromoter("no promoter has this code")
                 sharer = uow.read(claim.promoter_id, Promoter, "promoter")
                 chain = [sharer.id] + ([sharer.referrer_id] if sharer.referrer_id else [])
-            order_id = uuid4()
+            order_id = request.order_id if request is not None else uuid4()
             expires_at = now + self.settings.order_ttl
             reservation: list[list[Any]] = []
             if product.delivery == "auto":
@@ -437,7 +458,7 @@ class Shop(Application[UUID]):
                     # Its cards can no longer be read by anyone: selling one would sell nothing.
                     raise ProductUnavailable("this merchant's cards have been shredded")
                 reservation = self._reserve(uow, product, order_id, quantity, expires_at, now)
-            secret = new_secret()
+            secret = request.secret if request is not None else new_secret()
             order = Order.place(
                 product_id=product.id,
                 merchant_id=product.merchant_id,
@@ -855,6 +876,85 @@ class Shop(Application[UUID]):
         if not order.promoter_chain:
             return BASE_LEVEL
         return uow.read(order.promoter_chain[0], Promoter, "promoter").level
+
+    # ------------------------------------------- risk control: blacklist, idempotency
+
+    def blacklist_buyer(
+        self, merchant_id: UUID | None, contact: str, reason: str, by: str = "admin"
+    ) -> BlacklistChanged:
+        """Refuse a buyer's orders: on a merchant's list for its products, None for the platform's.
+        ``by`` is who did it: "merchant" or "admin"."""
+
+        def command(uow: UnitOfWork) -> BlacklistChanged:
+            now = self._now()
+            added = self._blacklist(uow, merchant_id, now).add(contact, reason, by, now)
+            return BlacklistChanged(normalise_contact(contact), added, 0)
+
+        return self._run(command)
+
+    def unblacklist_buyer(
+        self, merchant_id: UUID | None, contact: str, by: str = "admin"
+    ) -> BlacklistChanged:
+        """Accept a buyer's orders again; None names the platform's list."""
+
+        def command(uow: UnitOfWork) -> BlacklistChanged:
+            blacklist = uow.find(blacklist_id(merchant_id), Blacklist)
+            removed = blacklist is not None and blacklist.remove(contact, by, self._now())
+            return BlacklistChanged(normalise_contact(contact), removed, 0)
+
+        return self._run(command)
+
+    def get_blacklist(self, merchant_id: UUID | None) -> BlacklistView:
+        """A merchant's list (None: the platform's), read from the aggregate itself."""
+        if merchant_id is not None:
+            self.get_merchant(merchant_id)  # NotFound for a merchant that does not exist
+        position = self.position()  # read first: the entries are at least this new
+        blacklist = UnitOfWork(self.repository).peek(blacklist_id(merchant_id), Blacklist)
+        entries = sorted(blacklist.entries.values(), key=lambda e: e.contact) if blacklist else []
+        return BlacklistView(merchant_id, entries, position)
+
+    def _blacklist(self, uow: UnitOfWork, merchant_id: UUID | None, now: datetime) -> Blacklist:
+        if merchant_id is not None:
+            uow.read(merchant_id, Merchant, "merchant")
+        blacklist = uow.find(blacklist_id(merchant_id), Blacklist)
+        if blacklist is None:
+            # Two first entries at once both open it: the second collides on save and retries.
+            blacklist = Blacklist.open(merchant_id, now)
+            uow.add(blacklist)
+        return blacklist
+
+    @staticmethod
+    def _check_buyer_allowed(uow: UnitOfWork, merchant_id: UUID, contact: str) -> None:
+        for scope in (None, merchant_id):
+            blacklist = uow.peek(blacklist_id(scope), Blacklist)
+            if blacklist is not None and blacklist.refuses(contact):
+                raise BuyerBlacklisted("orders from this contact are refused")
+
+    @cached_property
+    def _order_token_key(self) -> bytes:
+        # Outside the event store like the card keys; made once, shared by every process.
+        return self.keyring.create(TOKEN_KEY_OWNER)
+
+    def _order_request(self, idempotency_key: str | None) -> OrderRequest | None:
+        if idempotency_key is None:
+            return None
+        return order_request(idempotency_key, self._order_token_key)
+
+    @staticmethod
+    def _replayed_order(
+        order: Order, request: OrderRequest, product_id: UUID, quantity: int, contact: str
+    ) -> OrderPlaced:
+        """The answer of the placement this key made; the same key with another request is refused."""
+        same = (
+            order.product_id == product_id
+            and order.quantity == quantity
+            and normalise_contact(order.contact) == normalise_contact(contact)
+        )
+        if not same:
+            raise IdempotencyKeyReused("this Idempotency-Key already placed a different order")
+        return OrderPlaced(
+            order.id, request.secret, order.amount, order.unit_price, order.quantity, order.expires_at, 0
+        )
 
 
 def _with_position(result: R, position: int) -> R:

@@ -8,10 +8,12 @@ from api.routes import (
     admin,
     appeals,
     audit,
+    blacklist,
     catalog,
     dashboards,
     health,
     listing,
+    me,
     merchants,
     orders,
     payments,
@@ -39,5 +41,7 @@ for module in (
     appeals,
     listing,
     promoter_levels,
+    me,
+    blacklist,
 ):
     api_router.include_router(module.router)

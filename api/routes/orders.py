@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 
 from api.deps import AdminOrMerchant, CurrentMerchant, ShopDep
 from api.errors import error_responses
@@ -53,10 +53,29 @@ def _merchant_view(view: OrderView) -> dict[str, object]:
     }
 
 
-@router.post("", status_code=201, response_model=OrderPlaced, responses=error_responses(404, 409, 422))
-def place_order(body: OrderCreate, shop: ShopDep) -> OrderPlaced:
-    """Place an order; its cards are reserved until `expires_at`."""
-    result = shop.place_order(body.product_id, body.quantity, body.contact, body.promoter_code)
+# Retrying a placement whose answer was lost (a 503, a dropped connection) is safe with a key.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A random key (a UUID) naming this placement: the same key again answers "
+        "with the same order and token; with a different request, 422 `idempotency_key_reused`.",
+    ),
+]
+
+
+@router.post("", status_code=201, response_model=OrderPlaced, responses=error_responses(403, 404, 409, 422))
+def place_order(body: OrderCreate, shop: ShopDep, idempotency_key: IdempotencyKey = None) -> OrderPlaced:
+    """Place an order; its cards are reserved until `expires_at`.
+
+    A buyer whose contact the merchant or the platform blacklisted gets 403 `buyer_blacklisted`.
+    """
+    result = shop.place_order(
+        body.product_id, body.quantity, body.contact, body.promoter_code, idempotency_key
+    )
     return OrderPlaced(
         order_id=result.order_id,
         token=result.token,

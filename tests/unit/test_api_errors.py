@@ -40,6 +40,9 @@ EXPECTED = {
     domain.AmountMismatch: 400,
     domain.Busy: 503,
     domain.ProjectionLagging: 503,
+    domain.BuyerBlacklisted: 403,
+    domain.IdempotencyKeyReused: 422,
+    domain.RateLimited: 429,
 }
 
 
@@ -150,3 +153,22 @@ def test_unknown_routes_and_methods_answer_in_the_contract_shape(client: TestCli
 
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")
+
+
+def test_a_rate_limited_request_says_when_to_retry() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/limited")
+    def limited() -> None:
+        raise domain.RateLimited("too many order placements from this address; retry in 7 s", retry_after=7)
+
+    with TestClient(app) as client:
+        r = client.get("/limited")
+
+    assert r.status_code == 429
+    assert r.headers["Retry-After"] == "7"
+    assert r.json() == {
+        "error": "rate_limited",
+        "detail": "too many order placements from this address; retry in 7 s",
+    }
