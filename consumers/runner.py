@@ -14,15 +14,29 @@ when fewer than a batch come back, everything up to that head has been seen, so 
 positions move to the head, even past events no consumer wants. ``?after=N`` therefore
 never waits on an event a projection ignores.
 
-A consumer that fails (``HandlerFailed`` from a projection, or any error while it
-applies) is rolled back to its savepoint and keeps its position; the other consumers'
-work in that step still commits, and then the error propagates.
+A consumer that fails is rolled back to its savepoint; the other consumers' work in
+that step still commits. What happens next depends on the failure:
+
+- ``HandlerFailed`` (a projection's handler raised on one event): the event goes to the
+  dead letters (``consumers.dead_letters``) in the step's transaction, and the
+  projection's ``on_failure`` policy decides. ``stop``: the events before it are
+  applied, the position stops right before it, and later steps leave that consumer
+  alone until ops retry or skip the letter. ``skip``: the batch is applied again
+  without that event. Either way the step goes on and nothing is dropped unrecorded.
+- Any other error (the database, a bug outside a handler): the consumer keeps its
+  position and, once the others' work is committed, the error propagates.
+
+A consumer whose tracking row has gone was retired by a rebuild that replaced its
+version (``consumers.rebuild``): steps leave it alone (``retired``), so a follower that
+has not yet swapped it for the new version never writes to dropped tables.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -31,6 +45,11 @@ from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
+
+from consumers import dead_letters
+from projections.base import SKIP, STOP, HandlerFailed
+
+log = logging.getLogger(__name__)
 
 TRACKING_SCHEMA = """
 CREATE TABLE IF NOT EXISTS kami_tracking (
@@ -78,11 +97,14 @@ class LogRunner:
         self._recorder = recorder
         self._mapper = mapper
         self.consumers = list(consumers)
-        names = [c.name for c in self.consumers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"two consumers share a tracking name: {names}")
+        _check_names(self.consumers)
         self._batch_size = batch_size
+        # Tracking names whose row a rebuild deleted (their version was replaced).
+        self.retired: set[str] = set()
         with self._pool.connection() as conn:
+            with conn.transaction():
+                conn.execute(TRACKING_SCHEMA)
+                dead_letters.ensure_schema(conn)
             for consumer in self.consumers:
                 with conn.transaction():
                     ensure_tracking(conn, consumer.name)
@@ -92,28 +114,61 @@ class LogRunner:
         with self._pool.connection() as conn:
             return read_position(conn, name)
 
+    def replace(self, old_name: str, consumer: Consumer) -> None:
+        """Follow ``consumer`` instead of the consumer named ``old_name`` (a promotion).
+
+        Its tracking row must exist already: a promoted version has one, built by the
+        rebuild, and creating one here at 0 would quietly rebuild it once more.
+        """
+        with self._pool.connection() as conn:
+            found = conn.execute("SELECT 1 FROM kami_tracking WHERE name = %s", (consumer.name,)).fetchone()
+        if found is None:
+            raise LookupError(f"{consumer.name} has no tracking row: it was never built")
+        consumers = [consumer if c.name == old_name else c for c in self.consumers]
+        _check_names(consumers)
+        # One assignment: a reader of ``consumers`` on another thread sees old or new.
+        self.consumers = consumers
+        self.retired.discard(consumer.name)
+
     def step(self, consumer: Consumer) -> int:
         """Apply the next batch of the log to one consumer; returns notifications read."""
         return self.step_many([consumer])
 
-    def step_many(self, consumers: Sequence[Consumer] | None = None) -> int:
+    def step_many(self, consumers: Sequence[Consumer] | None = None, until: int | None = None) -> int:
         """One read of the log for these consumers (all by default), applied to each.
 
         Returns the notifications read: 0 when the consumers had nothing left to read,
         though their positions may still have moved up to the head past events they
-        ignore.
+        ignore. ``until`` bounds the read: no consumer goes past that position.
         """
-        read, _ = self._step(list(self.consumers if consumers is None else consumers))
+        read, _ = self._step(list(self.consumers if consumers is None else consumers), until)
         return read
 
-    def catch_up(self) -> int:
+    def step_in(
+        self, conn: psycopg.Connection[Any], consumers: Sequence[Consumer], until: int | None = None
+    ) -> dict[str, int]:
+        """One step inside the caller's transaction (a rebuild's switch holds locks while
+        it brings a version to a position); returns each consumer's position after it.
+        Any failure other than a dead letter propagates at once."""
+        _, after, failure = self._step_in(conn, list(consumers), until)
+        if failure is not None:
+            raise failure
+        return after
+
+    def catch_up(self, until: int | None = None, deadline: float | None = None) -> int:
         """Run every consumer until it has read the whole log as it stands now; returns
         the notifications read.
 
         Consumers at the same position share each read (after a first catch-up they all
         sit at the head together). One far behind, such as a rebuild from zero, reads on
         its own, so the others keep up with the log meanwhile instead of waiting for it.
+        ``until`` stops every consumer at that position; past ``deadline`` (a
+        ``time.monotonic()`` value) it returns after the current round even if behind.
         """
+        return self._catch_up(until, deadline)[0]
+
+    def _catch_up(self, until: int | None, deadline: float | None) -> tuple[int, bool]:
+        """(notifications read, whether every consumer has stopped moving)."""
         total = 0
         positions = self._positions()
         while True:
@@ -122,22 +177,38 @@ class LogRunner:
                 cohorts.setdefault(positions.get(consumer.name, 0), []).append(consumer)
             moved = False
             for cohort in cohorts.values():
-                read, after = self._step(cohort)
+                read, after = self._step(cohort, until)
                 total += read
-                moved = moved or any(after[c.name] != positions.get(c.name, 0) for c in cohort)
+                moved = moved or any(
+                    after.get(c.name, positions.get(c.name, 0)) != positions.get(c.name, 0) for c in cohort
+                )
                 positions.update(after)
             if not moved:
-                return total
+                return total, True
+            if deadline is not None and time.monotonic() >= deadline:
+                return total, False
 
-    def run_forever(self, stop: threading.Event, on_idle: Callable[[], object] | None = None) -> None:
-        """Follow the log: wake on NOTIFY from writers, and at least every second."""
+    def run_forever(
+        self,
+        stop: threading.Event,
+        on_idle: Callable[[], object] | None = None,
+        idle_every: float = 1.0,
+    ) -> None:
+        """Follow the log: wake on NOTIFY from writers, and at least every second.
+
+        ``on_idle`` runs after each catch-up, and at least every ``idle_every`` seconds
+        even under a steady stream of writes (catching up could otherwise last as long
+        as the writes do): process managers tick, and promotions are noticed.
+        """
         channel = self._recorder.channel_name
         with psycopg.connect(self._pool.conninfo, autocommit=True) as listener:
             listener.execute(f'LISTEN "{channel}"')
             while not stop.is_set():
-                self.catch_up()
+                _, done = self._catch_up(None, time.monotonic() + idle_every)
                 if on_idle is not None:
                     on_idle()
+                if not done:
+                    continue  # still behind: no waiting for a notification
                 for _ in listener.notifies(timeout=1.0, stop_after=1):
                     pass
 
@@ -151,70 +222,116 @@ class LogRunner:
             )
             return {name: int(position) for name, position in cur}
 
-    def _step(self, consumers: list[Consumer]) -> tuple[int, dict[str, int]]:
+    def _step(self, consumers: list[Consumer], until: int | None = None) -> tuple[int, dict[str, int]]:
         """(notifications read, each consumer's position after the step)."""
         if not consumers:
             return 0, {}
-        failure: BaseException | None = None
-        with (
-            self._pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=tuple_row) as cur,
-        ):
-            # Locked in name order, so two runners over overlapping consumers queue
-            # rather than deadlock; the second then starts from the first's positions.
-            cur.execute(
-                "SELECT name, position FROM kami_tracking WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
-                ([c.name for c in consumers],),
-            )
-            before = {name: int(position) for name, position in cur}
-            missing = [c.name for c in consumers if c.name not in before]
-            if missing:
-                raise LookupError(f"no tracking row for {missing}: was the runner set up?")
-            # The head first: every id up to it is committed (writers take turns on a
-            # table lock), so a read bounded by it is complete, never missing an event
-            # that commits later with a lower id.
-            head = self._recorder.max_notification_id() or 0
-            behind = [c for c in consumers if before[c.name] < head]
-            if not behind:
-                return 0, before
-            start = min(before[c.name] for c in behind)
-            notifications = self._read(start, head, frozenset().union(*(c.topics for c in behind)))
-            # A full batch ends at its last id; a short one has seen up to the head.
-            end = notifications[-1].id if len(notifications) >= self._batch_size else head
-            ids = [n.id for n in notifications]
-            decoded: dict[int, Any] = {}
-            after = dict(before)
-            for consumer in behind:
-                position = before[consumer.name]
-                if position >= end:
-                    continue
-                wanted = consumer.topics
-                events = [
-                    (n.id, self._decode_once(n, decoded))
-                    for n in notifications[bisect.bisect_right(ids, position) :]
-                    if n.topic in wanted
-                ]
-                if events:
-                    try:
-                        with conn.transaction():  # a savepoint: a failure undoes this one only
-                            consumer.apply(conn, events)
-                    except Exception as error:
-                        failure = failure or error
-                        continue
-                after[consumer.name] = end
-            moved = [(name, after[name]) for name in after if after[name] != before[name]]
-            if moved:
-                cur.execute(
-                    "UPDATE kami_tracking t SET position = m.position"
-                    " FROM unnest(%s::text[], %s::bigint[]) AS m(name, position)"
-                    " WHERE t.name = m.name",
-                    ([n for n, _ in moved], [p for _, p in moved]),
-                )
+        with self._pool.connection() as conn, conn.transaction():
+            read, after, failure = self._step_in(conn, consumers, until)
         if failure is not None:
             # The others' work is committed; the failed consumer kept its position.
             raise failure
-        return len(notifications), after
+        return read, after
+
+    def _step_in(
+        self, conn: psycopg.Connection[Any], consumers: list[Consumer], until: int | None
+    ) -> tuple[int, dict[str, int], BaseException | None]:
+        failure: BaseException | None = None
+        with conn.cursor(row_factory=tuple_row) as cur:
+            # Locked in name order, so two runners over overlapping consumers queue
+            # rather than deadlock; the second then starts from the first's positions.
+            # A consumer stopped on a dead letter is read along, to be left alone.
+            cur.execute(
+                "SELECT t.name, t.position, EXISTS (SELECT 1 FROM kami_dead_letters d"
+                " WHERE d.consumer = t.name AND d.status = %s)"
+                " FROM kami_tracking t WHERE t.name = ANY(%s) ORDER BY t.name FOR UPDATE OF t",
+                (dead_letters.STOPPED, [c.name for c in consumers]),
+            )
+            rows = cur.fetchall()
+        before = {str(name): int(position) for name, position, _ in rows}
+        stopped = {str(name) for name, _, is_stopped in rows if is_stopped}
+        retired = {c.name for c in consumers if c.name not in before} - self.retired
+        if retired:
+            log.info("leaving %s alone: a rebuild replaced and dropped it", sorted(retired))
+            self.retired |= retired
+        # The head first: every id up to it is committed (writers take turns on a
+        # table lock), so a read bounded by it is complete, never missing an event
+        # that commits later with a lower id.
+        head = self._recorder.max_notification_id() or 0
+        if until is not None:
+            head = min(head, until)
+        behind = [
+            c for c in consumers if c.name in before and c.name not in stopped and before[c.name] < head
+        ]
+        if not behind:
+            return 0, before, None
+        start = min(before[c.name] for c in behind)
+        notifications = self._read(start, head, frozenset().union(*(c.topics for c in behind)))
+        # A full batch ends at its last id; a short one has seen up to the head.
+        end = notifications[-1].id if len(notifications) >= self._batch_size else head
+        ids = [n.id for n in notifications]
+        decoded: dict[int, Any] = {}
+        after = dict(before)
+        for consumer in behind:
+            position = before[consumer.name]
+            if position >= end:
+                continue
+            wanted = consumer.topics
+            events = [
+                (n.id, self._decode_once(n, decoded))
+                for n in notifications[bisect.bisect_right(ids, position) :]
+                if n.topic in wanted
+            ]
+            if events:
+                try:
+                    stopped_at = self._apply(conn, consumer, events, notifications, ids)
+                except Exception as error:
+                    failure = failure or error
+                    continue
+                if stopped_at is not None:
+                    after[consumer.name] = stopped_at
+                    continue
+            after[consumer.name] = end
+        moved = [(name, after[name]) for name in after if after[name] != before[name]]
+        if moved:
+            conn.execute(
+                "UPDATE kami_tracking t SET position = m.position"
+                " FROM unnest(%s::text[], %s::bigint[]) AS m(name, position)"
+                " WHERE t.name = m.name",
+                ([n for n, _ in moved], [p for _, p in moved]),
+            )
+        return len(notifications), after, failure
+
+    def _apply(
+        self,
+        conn: psycopg.Connection[Any],
+        consumer: Consumer,
+        events: list[tuple[int, Any]],
+        notifications: Sequence[Notification],
+        ids: list[int],
+    ) -> int | None:
+        """Apply a consumer's slice in a savepoint, sending a failed event to the dead
+        letters; returns the position it stopped at (right before the event) under the
+        ``stop`` policy, None when the slice went through."""
+        while True:
+            try:
+                with conn.transaction():  # a savepoint: a failure undoes this one only
+                    consumer.apply(conn, events)
+                return None
+            except HandlerFailed as failed:
+                at = bisect.bisect_left(ids, failed.position)
+                if at == len(ids) or ids[at] != failed.position:
+                    raise  # not an event of this read: nothing to record it from
+                policy = getattr(consumer, "on_failure", STOP)
+                dead_letters.record(conn, consumer.name, policy, notifications[at], failed.position, failed)
+                if policy != SKIP:
+                    # Stop right before it, keeping the work of the events before it.
+                    earlier = [pair for pair in events if pair[0] < failed.position]
+                    if earlier:
+                        with conn.transaction():
+                            consumer.apply(conn, earlier)
+                    return failed.position - 1
+                events = [pair for pair in events if pair[0] != failed.position]
 
     def _read(self, start: int, head: int, topics: Iterable[str]) -> Sequence[Notification]:
         wanted = sorted(topics)
@@ -238,3 +355,9 @@ class LogRunner:
 
     def _decode(self, notification: Notification) -> Any:
         return self._mapper.to_domain_event(notification)
+
+
+def _check_names(consumers: Sequence[Consumer]) -> None:
+    names = [c.name for c in consumers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two consumers share a tracking name: {names}")

@@ -14,4 +14,5 @@ COMMANDS: tuple[str, ...] = (
     "kami.commands.verify",
     "kami.commands.merchant",
     "kami.commands.tiers",
+    "kami.commands.dlq",
 )
