@@ -6,6 +6,15 @@ decide in their own threads; only the write is handed to one committer thread, w
 takes everything queued and inserts it at once. A command whose events would collide
 with another in the same batch, or with one already committed, is sent back to retry
 before the batch is written, so one stale command never fails a whole batch.
+
+A connection that dies during the COMMIT leaves the outcome unknown. eventsourcing's
+recorder retries the insert on a fresh connection; if the lost COMMIT had happened,
+that retry collides with the batch's own events and raises IntegrityError, which must
+not be read as another writer's conflict: the commands would run again and do their
+work twice (a second withdrawal, a second order). So on IntegrityError, and when the
+recorder gives up on the connection, the committer asks the store whether these very
+events are in it. If they are, the batch is written; if the store cannot be asked, the
+error reaches the commands (a 503; the client's retry is made safe by idempotency).
 """
 
 from __future__ import annotations
@@ -18,12 +27,20 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 
 from domain.exceptions import ConcurrencyConflict
 
 MAX_BATCH = 256
 VERSION_MEMORY = 200_000
+# The recorder's errors once its own retries on a lost connection are spent.
+LOST = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -97,7 +114,7 @@ class GroupCommitter:
         if not accepted:
             return
         try:
-            ids = self._insert([e for item in accepted for e in item.stored])
+            ids = self._insert_surviving([e for item in accepted for e in item.stored])
         except IntegrityError:
             # Someone outside this process wrote first. Fall back to one transaction per
             # command so that only the commands that really collided retry.
@@ -117,7 +134,7 @@ class GroupCommitter:
 
     def _commit_alone(self, item: _Write) -> None:
         try:
-            ids = self._insert(list(item.stored))
+            ids = self._insert_surviving(list(item.stored))
         except IntegrityError:
             item.future.set_exception(ConcurrencyConflict())
         except BaseException as error:
@@ -129,6 +146,36 @@ class GroupCommitter:
                 assert isinstance(event.originator_id, UUID)
                 versions[event.originator_id] = event.originator_version
             self._remember(versions)
+
+    def _insert_surviving(self, stored: list[StoredEvent]) -> list[int]:
+        """Insert in one transaction; when its outcome is in doubt, ask the store."""
+        try:
+            return self._insert(stored)
+        except (IntegrityError, *LOST) as error:
+            try:
+                written = self._stored_already(stored)
+            except LOST:
+                raise error from None  # nobody can tell: the caller hears of the first error
+            if not written:
+                raise
+        # The events are in the log at or below its head; their exact ids are lost with the
+        # answer, and a position past them is a safe one to wait for.
+        head = self._recorder.max_notification_id() or 0
+        return [head] * len(stored)
+
+    def _stored_already(self, stored: Sequence[StoredEvent]) -> bool:
+        """Whether every one of these events is in the store, byte for byte."""
+        for event in stored:
+            found = self._recorder.select_events(
+                event.originator_id,
+                gt=event.originator_version - 1,
+                lte=event.originator_version,
+                limit=1,
+            )
+            # Another writer's event at this version: a real conflict, not our own COMMIT.
+            if not found or found[0].topic != event.topic or found[0].state != event.state:
+                return False
+        return True
 
     def _insert(self, stored: list[StoredEvent]) -> list[int]:
         ids = self._recorder.insert_events(stored)
