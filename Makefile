@@ -17,11 +17,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-unit test-integration test-e2e lint bench clean
+.PHONY: help install chromium run test test-unit test-integration test-e2e lint bench clean
 
 help:
 	@echo "make run               install, then kami serve --demo on the embedded PostgreSQL at $(HOST):$(PORT)"
-	@echo "make test              install, then ruff and the whole test suite"
+	@echo "make test              install (and Debian's chromium if missing), then ruff and the whole test suite"
 	@echo "make test-unit | test-integration | test-e2e   one tier of the suite"
 	@echo "make lint              ruff check"
 	@echo "make bench             run the benchmarks (writes bench/results.json)"
@@ -44,7 +44,16 @@ $(STAMP): | $(BIN)/python
 run: install
 	$(BIN)/kami serve --demo --host $(HOST) --port $(PORT)
 
-test: install
+# The browser tests drive Debian's chromium through Playwright (a browser download does not
+# work here). Installed once, quietly, when missing; CI runs as root, elsewhere sudo asks.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "make: installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq >/dev/null && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -54,7 +63,7 @@ test-unit: install
 test-integration: install
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: install
+test-e2e: install chromium
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 lint: install

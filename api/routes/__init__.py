@@ -16,6 +16,7 @@ from api.routes import (
     me,
     merchants,
     orders,
+    pages,
     payments,
     payouts,
     products,
@@ -43,5 +44,6 @@ for module in (
     promoter_levels,
     me,
     blacklist,
+    pages,
 ):
     api_router.include_router(module.router)
