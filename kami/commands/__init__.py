@@ -14,5 +14,6 @@ COMMANDS: tuple[str, ...] = (
     "kami.commands.verify",
     "kami.commands.merchant",
     "kami.commands.tiers",
+    "kami.commands.replay",
     "kami.commands.dlq",
 )
