@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.02
+# A version is dropped once per rebuild: more than a few in a row means a missing table.
+DROPPED_RETRIES = 3
 
 After = Annotated[
     int | None,
@@ -45,12 +47,21 @@ def read(
     pool = pool_of(request)
     wait = float(getattr(request.app.state, "read_wait_seconds", WAIT_SECONDS))
     deadline = time.monotonic() + wait
+    dropped = 0
     while True:
-        with pool.connection() as conn, snapshot(conn):
-            view = projection.live(conn)
-            position = read_model_position(conn, view.name)
-            if after is None or position >= after:
-                return query(conn), position
+        try:
+            with pool.connection() as conn, snapshot(conn):
+                view = projection.live(conn)
+                position = read_model_position(conn, view.name)
+                if after is None or position >= after:
+                    return query(conn), position
+        except psycopg.errors.UndefinedTable:
+            # A rebuild dropped the version this snapshot found live, between reading the
+            # catalog and its tables: read again, the catalog now names the new version.
+            dropped += 1
+            if dropped > DROPPED_RETRIES:
+                raise
+            continue
         if time.monotonic() >= deadline:
             raise ProjectionLagging(
                 f"the {projection.read_model} view is at position {position}, not yet {after}; retry"

@@ -1,4 +1,10 @@
-"""The embedded mode: `kami serve` follows the log in-process on a background thread."""
+"""The embedded mode: `kami serve` follows the log in-process on a background thread.
+
+It follows the live version of each read model. When a rebuild promotes a new version
+(``consumers.rebuild``), the follower notices on its next idle round (at least every
+second, even under load) and swaps the projection for the promoted one. Until then the
+old version's position row is gone, so its steps simply leave it alone.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from consumers.promoter_levels import PromoterLevelManager
 from consumers.runner import Consumer, LogRunner
 from consumers.tiering import TieringManager, policy_from_env
 from kami.bootstrap import Kami
+from projections import catalog
+from projections.base import Projection
 from projections.registry import build_live
 
 log = logging.getLogger(__name__)
@@ -25,6 +33,8 @@ class EmbeddedWorkers:
         self.deadlines = DeadlineManager(kami.shop, kami.pool)
         self.tiering = TieringManager(kami.shop, kami.pool, policy_from_env())
         self.levels = PromoterLevelManager(kami.shop, kami.pool)
+        # Given consumers are followed as given; the live versions follow promotions.
+        self._follows_live = consumers is None
         if consumers is None:
             with kami.pool.connection() as conn:
                 consumers = build_live(conn)
@@ -45,11 +55,37 @@ class EmbeddedWorkers:
         return self
 
     def on_idle(self) -> None:
+        self.follow_promotions()
         self.deadlines.tick()
         self.tiering.tick()
         self.levels.tick()
         with self._kami.pool.connection() as conn:
             chain.extend(conn, self._kami.shop.recorder.events_table_name)
+
+    def follow_promotions(self) -> list[str]:
+        """Swap each projection a rebuild has replaced for its promoted version; returns
+        the tracking names now followed instead. Runs on the follower's own thread,
+        between steps, so no step ever sees half a swap."""
+        if not self._follows_live:
+            return []
+        with self._kami.pool.connection() as conn:
+            live = catalog.live_versions(conn)
+        swapped = []
+        for consumer in list(self.runner.consumers):
+            if not isinstance(consumer, Projection):
+                continue
+            version = live.get(consumer.read_model)
+            if version is None or version == consumer.version:
+                continue
+            promoted = type(consumer)(version)
+            try:
+                self.runner.replace(consumer.name, promoted)
+            except LookupError:
+                log.error("%s is promoted but has no position: not following it", promoted.name)
+                continue
+            log.info("following %s, promoted in place of %s", promoted.name, consumer.name)
+            swapped.append(promoted.name)
+        return swapped
 
     def _run(self) -> None:
         try:

@@ -14,6 +14,7 @@ COMMANDS: tuple[str, ...] = (
     "kami.commands.verify",
     "kami.commands.merchant",
     "kami.commands.tiers",
+    "kami.commands.rebuild",
     "kami.commands.replay",
     "kami.commands.dlq",
 )
