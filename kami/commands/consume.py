@@ -68,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
                     settings.kafka_topic, on_idle=manager.tick,
                 ))
             else:
+                # follow_live: after a `kami rebuild` switch, move to the promoted version.
                 projectors.append(KafkaProjector(
                     kami.pool, kami.shop.mapper, projections[name], settings.kafka_bootstrap,
-                    settings.kafka_topic,
+                    settings.kafka_topic, follow_live=True,
                 ))
         threads = [
             threading.Thread(target=_run, args=(p, stop), name=f"kami-consume-{p.consumer.name}")

@@ -1,0 +1,182 @@
+"""Through Kafka (a real broker): a poison event stops only its partition, below the event,
+until a retry after the fix resumes it; and a consumer that follows the live version moves
+to a rebuild's promoted version, carrying on from where the rebuild left it."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from eventsourcing.utils import get_topic
+
+from consumers import dead_letters
+from consumers.kafka_consumer import KafkaProjector
+from consumers.positions import read_model_position
+from consumers.rebuild import Rebuilder
+from consumers.relay import Relay
+from consumers.runner import LogRunner
+from domain.order import Order
+from kami.bootstrap import Kami, build
+from projections import catalog
+from projections.dashboard import DashboardProjection
+from tests.support.broker import tansu
+from tests.support.databases import fresh_database
+from tests.support.workload import Workload
+
+TOPIC = "kami.test"
+PARTITIONS = 4
+CLEAN_VERSION = 80
+
+
+@pytest.fixture
+def system(database_url: str) -> Iterator[Kami]:
+    with fresh_database(database_url) as url:
+        kami = build(url)
+        try:
+            yield kami
+        finally:
+            kami.close()
+
+
+def wait_for(condition: Callable[[], bool], what: str, projector: KafkaProjector) -> None:
+    deadline = time.monotonic() + 90
+    pause = threading.Event()
+    while not condition():
+        assert not projector.failed, "the consumer failed"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        pause.wait(0.05)
+
+
+def position(kami: Kami, name: str) -> int:
+    with kami.pool.connection() as conn:
+        return read_model_position(conn, name)
+
+
+def clean_rows(kami: Kami) -> dict[str, Any]:
+    clean = DashboardProjection(CLEAN_VERSION)
+    LogRunner(kami.pool, kami.shop.recorder, kami.shop.mapper, [clean]).catch_up()
+    with kami.pool.connection() as conn:
+        return clean.rows(conn)
+
+
+class Running:
+    """The relay and one Kafka consumer on threads, stopped (and joined) on exit."""
+
+    def __init__(self, kami: Kami, bootstrap: str, projector: KafkaProjector) -> None:
+        self.stop = threading.Event()
+        relay = Relay(kami.database_url, kami.shop.recorder, bootstrap, TOPIC, PARTITIONS, batch_size=25)
+        self.projector = projector
+        self.threads = [
+            threading.Thread(target=relay.run, args=(self.stop,)),
+            threading.Thread(target=self._consume),
+        ]
+
+    def _consume(self) -> None:
+        try:
+            self.projector.run(self.stop)
+        except BaseException:
+            self.projector.failed = True
+            raise
+
+    def __enter__(self) -> Running:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def test_a_poison_event_stops_its_partition_below_it_until_a_retry_after_the_fix(
+    system: Kami, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = Workload(system.shop, random.Random(3))
+    work.setup(merchants=2, products=2)
+    for _ in range(40):
+        work.step()
+    paid = system.shop.recorder.select_notifications(start=1, limit=10**6, topics=[get_topic(Order.Paid)])
+    poison = paid[len(paid) // 2]
+    broken = {"on": True}
+    original = DashboardProjection.order_paid
+
+    def order_paid(projection: Any, batch: Any, at: int, event: Order.Paid) -> None:
+        if broken["on"] and at == poison.id:
+            raise ValueError("poison")
+        original(projection, batch, at, event)
+
+    monkeypatch.setattr(DashboardProjection, "order_paid", order_paid)
+    dashboard = DashboardProjection(4)
+    with tansu() as bootstrap:
+        projector = KafkaProjector(system.pool, system.shop.mapper, dashboard, bootstrap, TOPIC)
+        with Running(system, bootstrap, projector):
+            wait_for(lambda: _letters(system) != [], "the dead letter", projector)
+            [letter] = _letters(system)
+            assert (letter.consumer, letter.position, letter.status) == (dashboard.name, poison.id, "stopped")
+            assert letter.kafka_topic == TOPIC and letter.kafka_partition is not None
+            # The other partitions go on to the head; the read model's position stays below.
+            head = system.shop.position()
+            wait_for(lambda: _others_at(system, dashboard.name, letter.kafka_partition, head), "the others",
+                     projector)  # fmt: skip
+            assert position(system, dashboard.name) < poison.id
+            assert projector.parked == {letter.kafka_partition}
+
+            broken["on"] = False
+            resolve = {dashboard.name: dashboard}.get
+            assert dead_letters.retry(system.pool, system.shop.mapper, letter.id, resolve).ok
+            for _ in range(10):
+                work.step()
+            head = system.shop.position()
+            wait_for(lambda: position(system, dashboard.name) >= head, "the resumed partition", projector)
+            assert projector.parked == set()
+    with system.pool.connection() as conn:
+        assert dashboard.rows(conn) == clean_rows(system)
+
+
+def _letters(kami: Kami) -> list[dead_letters.DeadLetter]:
+    with kami.pool.connection() as conn:
+        return dead_letters.letters(conn)
+
+
+def _others_at(kami: Kami, name: str, parked: int | None, head: int) -> bool:
+    with kami.pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT partition, watermark FROM kami_kafka_offsets WHERE consumer = %s", (name,)
+        ).fetchall()
+    others = [w for p, w in rows if p != parked]
+    return len(others) == PARTITIONS - 1 and min(others) >= head
+
+
+def test_a_consumer_following_the_live_version_moves_to_the_promoted_one(system: Kami) -> None:
+    work = Workload(system.shop, random.Random(4))
+    work.setup(merchants=2, products=2)
+    for _ in range(30):
+        work.step()
+    with tansu() as bootstrap:
+        projector = KafkaProjector(
+            system.pool, system.shop.mapper, DashboardProjection(), bootstrap, TOPIC, follow_live=True
+        )
+        with Running(system, bootstrap, projector):
+            head = system.shop.position()
+            wait_for(lambda: position(system, "rm_dashboard_v1") >= head, "the live version", projector)
+
+            [report] = Rebuilder(system.pool, system.shop.recorder, system.shop.mapper).rebuild(["dashboard"])
+
+            assert (report.new_version, report.changed) == (2, False)
+            with system.pool.connection() as conn:
+                assert catalog.live_version(conn, "dashboard") == 2
+            for _ in range(15):
+                work.step()
+            head = system.shop.position()
+            wait_for(lambda: position(system, "rm_dashboard_v2") >= head, "the promoted version", projector)
+            assert projector.consumer.name == "rm_dashboard_v2"
+            assert projector.group == "kami.rm_dashboard_v2"
+    with system.pool.connection() as conn:
+        assert DashboardProjection(2).rows(conn) == clean_rows(system)
+        old = "SELECT count(*) FROM kami_kafka_offsets WHERE consumer = 'rm_dashboard_v1'"
+        assert conn.execute(old).fetchone() == (0,)
