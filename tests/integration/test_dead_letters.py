@@ -108,7 +108,8 @@ def test_a_poison_event_stops_its_projection_and_a_retry_after_the_fix_clears_it
     position, order_id = a_payment(system)
     poison = Poison(monkeypatch, order_id)
     dashboard, ledger = DashboardProjection(3), LedgerProjection(3)
-    runner = LogRunner(system.pool, system.shop.recorder, system.shop.mapper, [dashboard, ledger], batch_size=50)
+    consumers = [dashboard, ledger]
+    runner = LogRunner(system.pool, system.shop.recorder, system.shop.mapper, consumers, batch_size=50)
 
     runner.catch_up()  # no exception: the failure is handled, not propagated
 
@@ -225,7 +226,9 @@ def _cli(kami: Kami, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_kami_dlq_lists_and_retries_with_the_fixed_code(system: Kami, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kami_dlq_lists_and_retries_with_the_fixed_code(
+    system: Kami, monkeypatch: pytest.MonkeyPatch
+) -> None:
     trade(system, seed=51)
     position, order_id = a_payment(system)
     poison = Poison(monkeypatch, order_id)  # broken in this process only: the CLI runs fixed code
