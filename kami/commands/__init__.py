@@ -17,4 +17,5 @@ COMMANDS: tuple[str, ...] = (
     "kami.commands.rebuild",
     "kami.commands.replay",
     "kami.commands.dlq",
+    "kami.commands.status",
 )
