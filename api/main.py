@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 
 from api.deps import Authenticator, PaymentKeys
 from api.errors import install_error_handlers
+from api.metrics import RequestLatencies, RequestMetrics
 from api.ratelimit import MonotonicClock, RateLimiter, document_rate_limits, rate_limit
 from api.routes import api_router
 from api.settings import ApiSettings
@@ -42,6 +43,9 @@ def create_app(kami: Kami, settings: ApiSettings, *, rate_clock: MonotonicClock 
     app.state.payment_keys = PaymentKeys(sandbox=settings.payment_secret, epay=settings.epay_key)
     app.state.rate_limiter = RateLimiter(settings.rate_limits, rate_clock)
     install_error_handlers(app)
+    # Request latencies per route template for /metrics (outside the handlers' errors).
+    app.state.request_latencies = RequestLatencies()
+    app.add_middleware(RequestMetrics, latencies=app.state.request_latencies)
     app.include_router(api_router)
     document_rate_limits(app)
     return app

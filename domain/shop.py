@@ -24,6 +24,7 @@ from eventsourcing.utils import EnvType
 
 from domain import cards as card_crypto
 from domain import ledger
+from domain.append_counts import AppendCounter
 from domain.blacklist import (
     Blacklist,
     BlacklistChanged,
@@ -129,6 +130,8 @@ class Shop(Application[UUID]):
         self.clock = clock
         self.settings = settings or ShopSettings()
         self._committer = GroupCommitter(self.recorder) if self.settings.group_commit else None
+        # Events appended by this process, per topic (the API's /metrics reads it).
+        self.appended = AppendCounter()
         self._busy: dict[UUID, int] = {}
         self._busy_lock = threading.Lock()
 
@@ -181,6 +184,7 @@ class Shop(Application[UUID]):
         else:
             # eventsourcing's plain way: one transaction per command.
             ids = [r.notification.id for r in self.events.put(events) if r.notification.id is not None]
+        self.appended.add(events)
         return _with_position(result, max(ids))
 
     def _now(self) -> datetime:

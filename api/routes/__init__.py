@@ -15,6 +15,7 @@ from api.routes import (
     listing,
     me,
     merchants,
+    metrics,
     orders,
     pages,
     payments,
@@ -45,5 +46,6 @@ for module in (
     me,
     blacklist,
     pages,
+    metrics,
 ):
     api_router.include_router(module.router)
