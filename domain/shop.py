@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType
 
@@ -97,6 +98,7 @@ from domain.tiering import evaluate as evaluation_outcome
 from domain.unit_of_work import UnitOfWork
 
 R = TypeVar("R")
+A = TypeVar("A", bound=Aggregate)
 
 MAX_CARDS_PER_IMPORT = 10_000
 MAX_ATTEMPTS = 60
@@ -205,14 +207,18 @@ class Shop(Application[UUID]):
         return self._run(command)
 
     def authenticate_merchant(self, api_key: str) -> UUID:
-        parts = split_token("mk", api_key)
-        if parts is None:
-            raise Unauthorized("not a merchant key")
-        merchant_id, secret = parts
-        merchant = UnitOfWork(self.repository).find(merchant_id, Merchant)
+        merchant, secret = self._bearer("mk", api_key, Merchant)
         if merchant is None or not matches(secret, merchant.api_key_hash):
             raise Unauthorized("unknown merchant key")
-        return merchant_id
+        return merchant.id
+
+    def _bearer(self, prefix: str, token: str, kind: type[A]) -> tuple[A | None, str]:
+        """The aggregate a bearer token names, and the secret it must match."""
+        parts = split_token(prefix, token)
+        if parts is None:
+            raise Unauthorized(f"not a {kind.__name__.lower()} token")
+        owner_id, secret = parts
+        return UnitOfWork(self.repository).peek(owner_id, kind), secret
 
     def get_merchant(self, merchant_id: UUID) -> Merchant:
         return UnitOfWork(self.repository).get(merchant_id, Merchant, "merchant")
@@ -395,14 +401,10 @@ class Shop(Application[UUID]):
         return self._run(command)
 
     def authenticate_promoter(self, token: str) -> UUID:
-        parts = split_token("pt", token)
-        if parts is None:
-            raise Unauthorized("not a promoter token")
-        promoter_id, secret = parts
-        promoter = UnitOfWork(self.repository).find(promoter_id, Promoter)
+        promoter, secret = self._bearer("pt", token, Promoter)
         if promoter is None or not matches(secret, promoter.token_hash):
             raise Unauthorized("unknown promoter token")
-        return promoter_id
+        return promoter.id
 
     def get_promoter(self, promoter_id: UUID) -> Promoter:
         return UnitOfWork(self.repository).get(promoter_id, Promoter, "promoter")
