@@ -51,6 +51,10 @@ from projections.registry import projection_class
 log = logging.getLogger(__name__)
 
 EXAMPLES = 3
+# Between the switch and dropping the old tables: a reader that read the catalog just
+# before the switch reaches its tables within milliseconds (queries through
+# ``api.readside`` even read again if it does not); one second covers the others.
+DROP_GRACE_SECONDS = 1.0
 # A switch retries when the live version moves between its checks; far more than ever needed.
 SWITCH_ATTEMPTS = 50
 
@@ -201,6 +205,7 @@ class Rebuilder:
             reports = []
             for plan in plans:
                 reports.append(self._switch(runner, plan))
+                time.sleep(DROP_GRACE_SECONDS)
                 self._drop(plan.live)
             return reports
 
@@ -269,6 +274,9 @@ class Rebuilder:
                 return
             runner.step_many(behind)
             self._check_stopped(names)
+            if runner.retired & set(names):
+                # Its position row is gone: `kami rebuild --abandon` ran meanwhile.
+                raise RebuildError(f"{sorted(runner.retired & set(names))} abandoned during the rebuild")
 
     def _switch(self, runner: LogRunner, plan: _Plan) -> Report:
         """Bring the new version level with the live one, compare, promote, retire the old."""

@@ -36,6 +36,7 @@ from projections import catalog
 from projections.base import flush_lock
 from projections.dashboard import DashboardProjection
 from projections.ledger import LedgerProjection
+from projections.registry import PROJECTIONS, build_all
 from tests.e2e.api_client import in_process
 from tests.support.databases import fresh_database
 from tests.support.workload import Workload
@@ -387,3 +388,58 @@ def _owners_of_reviewed_orders(kami: Kami) -> set[UUID]:
         elif isinstance(event, Order.Reviewed):
             found.add(owner[event.originator_id])
     return found
+
+
+def test_an_abandoned_rebuild_is_dropped_and_rebuild_all_switches_every_read_model(
+    system: Kami, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = Workload(system.shop, random.Random(10))
+    work.setup(merchants=1, products=1)
+    for _ in range(20):
+        work.step()
+    LogRunner(system.pool, system.shop.recorder, system.shop.mapper, build_all()).catch_up()
+    first_paid = next(p for p, e in stored_events(system) if isinstance(e, Order.Paid))
+    original = DashboardProjection.order_paid
+
+    def order_paid(projection: Any, batch: Any, position: int, event: Order.Paid) -> None:
+        if position == first_paid:
+            raise ValueError("a bug in the new code")
+        original(projection, batch, position, event)
+
+    monkeypatch.setattr(DashboardProjection, "order_paid", order_paid)
+    with pytest.raises(RebuildStopped):
+        Rebuilder(system.pool, system.shop.recorder, system.shop.mapper).rebuild(["dashboard"])
+    monkeypatch.setattr(DashboardProjection, "order_paid", original)
+    assert table_exists(system, "rm_dashboard_v2_merchants")
+
+    abandoned = subprocess.run(
+        [sys.executable, "-m", "kami.cli", "rebuild", "dashboard", "--abandon"],
+        env=_cli_env(system), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert abandoned.returncode == 0, abandoned.stderr
+    assert "dashboard: dropped half-built version 2" in abandoned.stdout
+    assert not table_exists(system, "rm_dashboard_v2_merchants")
+    assert position_of(system, "rm_dashboard_v2") == -1
+    with system.pool.connection() as conn:
+        assert catalog.rebuilding(conn) == {} and catalog.live_version(conn, "dashboard") == 1
+        [letter] = dead_letters.letters(conn, only_open=False)
+        assert letter.status == "obsolete"
+
+    everything = subprocess.run(
+        [sys.executable, "-m", "kami.cli", "rebuild", "--all"],
+        env=_cli_env(system), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert everything.returncode == 0, everything.stderr
+    with system.pool.connection() as conn:
+        versions = catalog.live_versions(conn)
+    # A fresh number for the dashboard: 2 was used (and dropped), any free one will do.
+    assert {name: version > 1 for name, version in versions.items()} == {
+        cls.read_model: True for cls in PROJECTIONS
+    }
+    for cls in PROJECTIONS:
+        assert f"{cls.read_model}: version 1 -> {versions[cls.read_model]}" in everything.stdout
+    assert everything.stdout.count("no differences: the new version equals the old one row for row") == len(
+        PROJECTIONS
+    )
