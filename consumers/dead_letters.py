@@ -371,7 +371,11 @@ def skip(pool: ConnectionPool, letter_id: int, reason: str, by: str | None = Non
         )
     log.warning(
         "dead letter %s skipped by %s: %s will never apply position %s (%s)",
-        letter.id, who, letter.consumer, letter.position, reason,
+        letter.id,
+        who,
+        letter.consumer,
+        letter.position,
+        reason,
     )
     return Outcome(letter.id, letter.consumer, letter.position, True, SKIPPED, reason)
 

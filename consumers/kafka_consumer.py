@@ -284,10 +284,7 @@ class KafkaProjector:
                 cur.executemany(
                     "UPDATE kami_kafka_offsets SET next_offset = %s, applied_id = %s, watermark = %s"
                     " WHERE consumer = %s AND topic = %s AND partition = %s",
-                    [
-                        (st[0], st[1], st[2], self.consumer.name, self.topic, p)
-                        for p, st in state.items()
-                    ],
+                    [(st[0], st[1], st[2], self.consumer.name, self.topic, p) for p, st in state.items()],
                 )
         if parked:
             self.parked |= parked

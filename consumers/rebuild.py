@@ -297,7 +297,9 @@ class Rebuilder:
                 log.warning(
                     "%s: compared at different positions (live %s, new %s): the live version's"
                     " consumers lag or stopped; the differences include the events between",
-                    live.read_model, live_at, new_at,
+                    live.read_model,
+                    live_at,
+                    new_at,
                 )
             return Report(
                 read_model=live.read_model,

@@ -49,8 +49,10 @@ class Replayed:
             {
                 "position": self.position,
                 "read_models": {
-                    name: {table: [{k: jsonable(v) for k, v in row.items()} for row in rows]
-                           for table, rows in tables.items()}  # fmt: skip
+                    name: {
+                        table: [{k: jsonable(v) for k, v in row.items()} for row in rows]
+                        for table, rows in tables.items()
+                    }  # fmt: skip
                     for name, tables in self.read_models.items()
                 },
             },

@@ -190,7 +190,9 @@ def test_an_audited_skip_resumes_past_the_event(system: Kami, monkeypatch: pytes
 
     [skipped] = letters(system, only_open=False)
     assert (skipped.status, skipped.resolved_by, skipped.note) == (
-        "skipped", "ops-alice", "a test payment, never real"
+        "skipped",
+        "ops-alice",
+        "a test payment, never real",
     )
     assert runner.position(dashboard.name) == system.shop.position()
     with pytest.raises(dead_letters.DeadLetterError, match="already skipped"):

@@ -145,8 +145,10 @@ def test_a_rebuild_during_continuous_writes_equals_a_replay_and_reads_never_see_
         switched_at = {r.read_model: r.position for r in reports}
         # Writes go on after the switch: the follower must now keep the new versions.
         wait_for(
-            lambda: position_of(system, "rm_dashboard_v2") > switched_at["dashboard"] + 20
-            and position_of(system, "rm_ledger_v2") > switched_at["ledger"] + 20,
+            lambda: (
+                position_of(system, "rm_dashboard_v2") > switched_at["dashboard"] + 20
+                and position_of(system, "rm_ledger_v2") > switched_at["ledger"] + 20
+            ),
             "the follower to follow the promoted versions",
         )
         stop_writing.set()
