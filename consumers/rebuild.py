@@ -283,8 +283,16 @@ class Rebuilder:
         live, new = plan.live, plan.new
         for _ in range(SWITCH_ATTEMPTS):
             head = self._recorder.max_notification_id() or 0
-            self._report(Progress((new.name,), read_position_of(self._pool, new.name), head, 0, 0.0,
-                                  f"switching {plan.cls.read_model}"))  # fmt: skip
+            self._report(
+                Progress(
+                    (new.name,),
+                    read_position_of(self._pool, new.name),
+                    head,
+                    0,
+                    0.0,
+                    f"switching {plan.cls.read_model}",
+                )
+            )
             with self._pool.connection() as conn, conn.transaction():
                 switched = self._switch_in(conn, runner, plan)
             if switched is None:
@@ -492,8 +500,17 @@ def diff_versions(
     old, new = cls(old_version), cls(new_version)
     diffs = []
     for table in cls.tables:
-        diffs.append(_diff_table(conn, table.short, old.table(table.short), new.table(table.short),
-                                 list(table.key), table.column_names, examples))  # fmt: skip
+        diffs.append(
+            _diff_table(
+                conn,
+                table.short,
+                old.table(table.short),
+                new.table(table.short),
+                list(table.key),
+                table.column_names,
+                examples,
+            )
+        )
     known = {t.short for t in cls.tables}
     for name in _tables_like(conn, old.prefix):
         short = name[len(old.prefix) + 1 :]

@@ -52,7 +52,7 @@ class Replayed:
                     name: {
                         table: [{k: jsonable(v) for k, v in row.items()} for row in rows]
                         for table, rows in tables.items()
-                    }  # fmt: skip
+                    }
                     for name, tables in self.read_models.items()
                 },
             },

@@ -127,16 +127,28 @@ def _collect(conn: psycopg.Connection[Any], events_table: str, mapper: Mapper[An
         if name.startswith("rm_"):
             read_model, _, version = name[3:].rpartition("_v")
             consumers.append(
-                one(name, "projection", read_model=read_model,
-                    version=int(version) if version.isdigit() else None, state=OTHER)
-            )  # fmt: skip
+                one(
+                    name,
+                    "projection",
+                    read_model=read_model,
+                    version=int(version) if version.isdigit() else None,
+                    state=OTHER,
+                )
+            )
         else:
             consumers.append(one(name, "process manager"))
     for topic, position in _rows(conn, "kami_relay", "SELECT topic, position FROM kami_relay ORDER BY topic"):
         consumers.append(
-            ConsumerStatus(f"relay:{topic}", "relay", "log", int(position), max(head - int(position), 0),
-                           times.lag(int(position)), 0)
-        )  # fmt: skip
+            ConsumerStatus(
+                f"relay:{topic}",
+                "relay",
+                "log",
+                int(position),
+                max(head - int(position), 0),
+                times.lag(int(position)),
+                0,
+            )
+        )
     chain = _rows(conn, "kami_chain", "SELECT coalesce(max(position), 0) FROM kami_chain")
     if chain:
         position = int(chain[0][0])
@@ -185,9 +197,10 @@ class _Times:
             else:
                 nid, oid, version, topic, state = row
                 event = self._mapper.to_domain_event(
-                    Notification(id=nid, originator_id=oid, originator_version=version, topic=topic,
-                                 state=bytes(state))
-                )  # fmt: skip
+                    Notification(
+                        id=nid, originator_id=oid, originator_version=version, topic=topic, state=bytes(state)
+                    )
+                )
                 self._cache[position] = event.timestamp
         return self._cache[position]
 

@@ -99,8 +99,13 @@ def describe(report: dict[str, Any]) -> str:
             f"  compared at position {report['compared_at']}: the live version was behind the new one"
         )
     for table in report["tables"]:
-        if not (table["added"] or table["removed"] or table["changed"]
-                or table["columns_added"] or table["columns_removed"]):  # fmt: skip
+        if not (
+            table["added"]
+            or table["removed"]
+            or table["changed"]
+            or table["columns_added"]
+            or table["columns_removed"]
+        ):
             lines.append(f"  {table['table']}: same ({table['new_rows']} rows)")
             continue
         parts = [f"{table[k]} {k}" for k in ("added", "removed", "changed") if table[k]]

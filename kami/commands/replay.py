@@ -52,13 +52,17 @@ def run(args: argparse.Namespace) -> int:
     known = [cls.read_model for cls in PROJECTIONS]
     unknown = [n for n in args.projection or [] if n not in known]
     if unknown:
-        print(f"kami replay: unknown read model(s) {', '.join(unknown)}; known: {', '.join(known)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"kami replay: unknown read model(s) {', '.join(unknown)}; known: {', '.join(known)}",
+            file=sys.stderr,
+        )
         return 2
     classes = [projection_class(n) for n in dict.fromkeys(args.projection or known)]
     if args.table and not all(any(t.short == args.table for t in cls.tables) for cls in classes):
-        print(f"kami replay: no table {args.table!r} in {', '.join(c.read_model for c in classes)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"kami replay: no table {args.table!r} in {', '.join(c.read_model for c in classes)}",
+            file=sys.stderr,
+        )
         return 2
     settings = load_settings()
 

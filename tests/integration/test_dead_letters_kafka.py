@@ -121,8 +121,11 @@ def test_a_poison_event_stops_its_partition_below_it_until_a_retry_after_the_fix
             assert letter.kafka_topic == TOPIC and letter.kafka_partition is not None
             # The other partitions go on to the head; the read model's position stays below.
             head = system.shop.position()
-            wait_for(lambda: _others_at(system, dashboard.name, letter.kafka_partition, head), "the others",
-                     projector)  # fmt: skip
+            wait_for(
+                lambda: _others_at(system, dashboard.name, letter.kafka_partition, head),
+                "the others",
+                projector,
+            )
             assert position(system, dashboard.name) < poison.id
             assert projector.parked == {letter.kafka_partition}
 

@@ -279,8 +279,10 @@ def test_a_killed_rebuild_leaves_the_live_version_untouched_and_resumes_where_it
         holder.execute("SELECT pg_advisory_lock(%s, %s)", (namespace, key))
         process = subprocess.Popen(
             [sys.executable, "-m", "kami.cli", "rebuild", "dashboard", "--batch-size", "20"],
-            env=_cli_env(system), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            env=_cli_env(system),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             wait_for(lambda: _waiting_on_advisory_lock(system), "the rebuild to block on its first flush")
             # Let exactly one batch through: the rebuild is first in the lock's queue, and
@@ -304,8 +306,11 @@ def test_a_killed_rebuild_leaves_the_live_version_untouched_and_resumes_where_it
 
     resumed = subprocess.run(
         [sys.executable, "-m", "kami.cli", "rebuild", "dashboard", "--json"],
-        env=_cli_env(system), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=_cli_env(system),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert resumed.returncode == 0, resumed.stderr
     [report] = json.loads(resumed.stdout)
@@ -416,8 +421,11 @@ def test_an_abandoned_rebuild_is_dropped_and_rebuild_all_switches_every_read_mod
 
     abandoned = subprocess.run(
         [sys.executable, "-m", "kami.cli", "rebuild", "dashboard", "--abandon"],
-        env=_cli_env(system), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=_cli_env(system),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert abandoned.returncode == 0, abandoned.stderr
     assert "dashboard: dropped half-built version 2" in abandoned.stdout
@@ -430,8 +438,11 @@ def test_an_abandoned_rebuild_is_dropped_and_rebuild_all_switches_every_read_mod
 
     everything = subprocess.run(
         [sys.executable, "-m", "kami.cli", "rebuild", "--all"],
-        env=_cli_env(system), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=_cli_env(system),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert everything.returncode == 0, everything.stderr
     with system.pool.connection() as conn:

@@ -129,9 +129,17 @@ def test_kami_replay_prints_json_and_csv(world: tuple[Kami, ManualClock, list[Ca
 
     by_position = _cli(kami, "replay", "--until", str(capture.position), "--projection", "ledger")
     by_time = _cli(
-        kami, "replay", "--until", capture.moment.isoformat(), "--projection", "ledger",
-        "--projection", "dashboard", "--format", "json",
-    )  # fmt: skip
+        kami,
+        "replay",
+        "--until",
+        capture.moment.isoformat(),
+        "--projection",
+        "ledger",
+        "--projection",
+        "dashboard",
+        "--format",
+        "json",
+    )
 
     assert by_position.returncode == 0, by_position.stderr
     printed = json.loads(by_position.stdout)
@@ -142,8 +150,18 @@ def test_kami_replay_prints_json_and_csv(world: tuple[Kami, ManualClock, list[Ca
     assert both["position"] == capture.position
     assert both["read_models"]["dashboard"] == as_json(capture.rows["dashboard"])
 
-    balances = _cli(kami, "replay", "--until", str(capture.position), "--projection", "ledger",
-                    "--format", "csv", "--table", "balances")  # fmt: skip
+    balances = _cli(
+        kami,
+        "replay",
+        "--until",
+        str(capture.position),
+        "--projection",
+        "ledger",
+        "--format",
+        "csv",
+        "--table",
+        "balances",
+    )
     assert balances.returncode == 0, balances.stderr
     rows = list(csv.DictReader(io.StringIO(balances.stdout)))
     want = capture.rows["ledger"]["balances"]

@@ -132,8 +132,15 @@ def test_status_shows_positions_lag_and_dead_letters(
     assert text.returncode == 0, text.stderr
     assert f"head of the log: position {head}" in text.stdout
     line = next(x for x in text.stdout.splitlines() if x.startswith("rm_dashboard_v1 "))
-    assert line.split() == ["rm_dashboard_v1", "live", "log", str(poison_at - 1), str(dashboard.lag_events),
-                            f"{dashboard.lag_seconds:.1f}", "1"]  # fmt: skip
+    assert line.split() == [
+        "rm_dashboard_v1",
+        "live",
+        "log",
+        str(poison_at - 1),
+        str(dashboard.lag_events),
+        f"{dashboard.lag_seconds:.1f}",
+        "1",
+    ]
     assert "kami.events[1] next offset 12, applied id 28, watermark 21" in text.stdout
 
 
