@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from domain.exceptions import InvalidMoney
@@ -54,10 +62,27 @@ Contact = Annotated[str, Field(max_length=200)]
 Text = Annotated[str, Field(max_length=2000)]
 
 
+def refuse_nul(value: Any) -> Any:
+    """Refuse text holding U+0000: PostgreSQL text cannot store it, so an event carrying one
+    would stop every read model that copies the text (found by schemathesis)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text may not contain the NUL character (U+0000)")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            refuse_nul(item)
+    return value
+
+
 class RequestModel(BaseModel):
     """Every request body: unknown fields are refused, so typos do not pass silently."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
 
 class PositionOut(BaseModel):

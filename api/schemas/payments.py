@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.schemas.common import Position, Yuan
+from api.schemas.common import Position, Yuan, refuse_nul
 from api.schemas.orders import OrderStatus
 
 
@@ -19,7 +19,7 @@ class SandboxNotification(BaseModel):
 
     order_id: UUID
     amount: Yuan
-    txn_id: Annotated[str, Field(min_length=1, max_length=128)]
+    txn_id: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(refuse_nul)]
 
 
 class PaymentOut(BaseModel):
