@@ -150,9 +150,7 @@ def build_shop(site: Site, days: int = 8) -> Shop:
     product running low, and orders shared by a two-level promoter chain."""
     api, clock = site.api, site.clock
     clock.advance(-timedelta(days=days))
-    r = api.http.post(
-        "/v1/merchants", json={"name": "Star Card Shop", "contact": "m@x"}, headers=api.admin
-    )
+    r = api.http.post("/v1/merchants", json={"name": "Star Card Shop", "contact": "m@x"}, headers=api.admin)
     merchant_id, api_key = r.json()["merchant_id"], r.json()["api_key"]
     merchant = bearer(api_key)
     plenty = api.product(merchant, random_cards(40), title="Steam 100 CNY gift card", price="98.50")

@@ -160,4 +160,3 @@ def test_concurrent_placements_with_one_key_place_one_order(kami: Kami, api: Api
 
     assert len({(p.order_id, p.token) for p in placed}) == 1
     assert api.stock(product) == 9
-
