@@ -5,11 +5,14 @@ import { call, chart, el, fillDays, meter, percent, poll, setField, setUpLogin, 
 
 // A product at or under this many cards is flagged; at zero nobody can buy it.
 const LOW_STOCK = 5;
+// The score ranks the merchant among all others: worth reading every half minute, not every poll.
+const SCORE_EVERY_MS = 30_000;
 const TIER_NAMES = { core: "Core", growth: "Growth", basic: "Basic", watch: "Watch" };
 
 let token = null;
 let merchantId = null;
 let position = 0;
+let scoreReadAt = -Infinity;
 
 setUpLogin("merchant", (t, me) => {
   token = t;
@@ -28,7 +31,10 @@ async function refresh() {
   renderStock(products);
   renderCharts(d.daily);
   showPosition(position);
-  await refreshScore();
+  if (Date.now() - scoreReadAt >= SCORE_EVERY_MS) {
+    scoreReadAt = Date.now();
+    await refreshScore();
+  }
 }
 
 // The live product (stock a new order could reserve, price, delivery), next to the view's
