@@ -60,7 +60,11 @@ def read(
             # catalog and its tables: read again, the catalog now names the new version.
             dropped += 1
             if dropped > DROPPED_RETRIES:
-                raise
+                # Never built here yet (e.g. Kafka mode before `kami consume` first ran):
+                # the view is behind, not broken.
+                raise ProjectionLagging(
+                    f"the {projection.read_model} view has not been built yet; retry"
+                ) from None
             continue
         if time.monotonic() >= deadline:
             raise ProjectionLagging(

@@ -12,6 +12,9 @@ import logging
 import threading
 from collections.abc import Sequence
 
+import psycopg
+from eventsourcing import persistence
+
 from consumers import chain
 from consumers.deadlines import DeadlineManager
 from consumers.promoter_levels import PromoterLevelManager
@@ -23,6 +26,13 @@ from projections.base import Projection
 from projections.registry import build_live
 
 log = logging.getLogger(__name__)
+
+# Errors that say the database is away for a moment, not that a batch is bad.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+)
 
 
 class EmbeddedWorkers:
@@ -88,12 +98,22 @@ class EmbeddedWorkers:
         return swapped
 
     def _run(self) -> None:
-        try:
-            self.runner.run_forever(self._stop, on_idle=self.on_idle)
-        except BaseException as error:
-            # A follower that dies silently would let views go stale unnoticed.
-            self.error = error
-            log.exception("the log follower stopped")
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self.runner.run_forever(self._stop, on_idle=self.on_idle)
+                return
+            except TRANSIENT as error:
+                # A dropped connection or a restarting database: nothing of the batch was
+                # committed, so following again from the stored positions loses nothing.
+                log.warning("the log follower lost the database (%s); retrying", error)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except BaseException as error:
+                # A follower that dies silently would let views go stale unnoticed.
+                self.error = error
+                log.exception("the log follower stopped")
+                return
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 from uuid import UUID
 
+import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from domain.cards import SHREDDED
 from domain.exceptions import InvalidState
@@ -19,6 +23,30 @@ CREATE TABLE IF NOT EXISTS merchant_keys (
 """
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+ATTEMPTS = 3
+
+
+def _retrying(method: Callable[P, T]) -> Callable[P, T]:
+    """Every keyring statement is idempotent, so a connection lost under it is retried
+    on a fresh one (the pool discards the broken one) instead of failing the request."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(ATTEMPTS):
+            try:
+                return method(*args, **kwargs)
+            except PoolTimeout:
+                raise  # the pool is exhausted: waiting again would only make it worse
+            except psycopg.OperationalError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
 class PostgresKeyring:
     """No in-process cache: a shred done by another process must take effect at once."""
 
@@ -27,6 +55,7 @@ class PostgresKeyring:
         with self._pool.connection() as conn:
             conn.execute(SCHEMA)
 
+    @_retrying
     def create(self, merchant_id: UUID) -> bytes:
         fresh = AESGCM.generate_key(bit_length=256)
         with self._pool.connection() as conn:
@@ -42,6 +71,7 @@ class PostgresKeyring:
             raise InvalidState(SHREDDED)
         return bytes(row[0])
 
+    @_retrying
     def get(self, merchant_id: UUID) -> bytes | None:
         with self._pool.connection() as conn:
             row = conn.execute(
@@ -49,6 +79,7 @@ class PostgresKeyring:
             ).fetchone()
         return bytes(row[0]) if row and row[0] is not None else None
 
+    @_retrying
     def shred(self, merchant_id: UUID) -> None:
         with self._pool.connection() as conn:
             conn.execute(
@@ -57,6 +88,7 @@ class PostgresKeyring:
                 (merchant_id,),
             )
 
+    @_retrying
     def is_shredded(self, merchant_id: UUID) -> bool:
         with self._pool.connection() as conn:
             row = conn.execute(

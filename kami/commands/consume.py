@@ -88,11 +88,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(projector: Any, stop: threading.Event) -> None:
-    try:
-        projector.run(stop)
-    except BaseException:
-        # One consumer failing stops the process: a supervisor restarts it, and it resumes
-        # from the offsets it committed. Carrying on would let that view go stale.
-        logging.getLogger("kami.consume").exception("consumer %s failed", projector.consumer.name)
-        projector.failed = True
-        stop.set()
+    import psycopg
+    from kafka.errors import KafkaError
+
+    log = logging.getLogger("kami.consume")
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            projector.run(stop)
+            return
+        except (KafkaError, psycopg.OperationalError) as error:
+            # The broker or the database is away for now: nothing was committed that is
+            # not already in PostgreSQL, so wait and join again, as the relay does.
+            log.warning("consumer %s: %s; retrying in %.0f s", projector.consumer.name, error, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+        except BaseException:
+            # Anything else stops the process: a supervisor restarts it, and it resumes from
+            # the offsets it committed. Carrying on would let that view go stale unnoticed.
+            log.exception("consumer %s failed", projector.consumer.name)
+            projector.failed = True
+            stop.set()
+            return
