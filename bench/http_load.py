@@ -1,0 +1,481 @@
+"""Orders over HTTP against a real ``kami serve`` (issue 6, "Load"): at least 500 orders/s
+with p99 under 50 ms on the 2-core machine.
+
+The server: ``kami serve`` as a subprocess on a loopback port, against the benchmark's
+fresh database (``KAMI_DATABASE_URL``), random secrets and a temporary ``KAMI_HOME``, so
+as ops run it: one uvicorn process, the embedded log follower (read models, process
+managers, hash chain) in the same process. The benchmark waits on ``/healthz``, then sets
+up over the API: merchants, auto-delivered products, their cards.
+
+The load generator: a separate process (``multiprocessing``, spawned) with ``workers``
+threads, each a closed loop over its own keep-alive connection (``http.client``, the
+lightest client at hand, so that the generator takes as little as it can of the two cores
+it shares with the server and PostgreSQL) for ``seconds`` after a warm-up:
+
+1. ``POST /v1/orders`` (one card of a random product),
+2. ``POST /v1/payments/notify``: the signed sandbox callback with the exact amount; it
+   answers once the order is delivered,
+3. ``GET /v1/orders/{id}?token=``: the buyer reads the order, again until the cards show.
+
+An order counts when its cards are readable; its latency runs from sending the callback
+to reading the cards (2 + 3). ``orders_per_s`` is the orders completed in the measured
+window over its length. The section's figures are from ``workers`` (16) clients, enough to
+keep the server busy; a second phase with ``light_workers`` (2) gives the latency when
+little queues (``light``). Per-IP rate limits are turned off for the server (loopback is
+exempt by default anyway).
+
+There is no baseline in the same run: kami serve offers no switch to its plain mode. The
+figures are set against the goal, with the CPU seconds of the server, the generator and
+the database's backends in the window, to say where the time goes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.cpu import CpuMeter, backends, main_thread_seconds
+from bench.sampler import kami_command
+from kami.settings import SECRET_VARS
+
+SECTIONS = ("http",)
+GOAL_ORDERS_PER_S = 500
+GOAL_P99_MS = 50.0
+PRICE = "9.90"
+IMPORT_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class Config:
+    seconds: float = 20.0
+    warmup_s: float = 3.0
+    workers: int = 16
+    # A second phase at light load, for the latency when nothing queues.
+    light_workers: int = 2
+    products: int = 8
+    cards_per_product: int = 2_500
+
+    @classmethod
+    def from_env(cls) -> Config:
+        def number(name: str, default: float) -> float:
+            return float(os.environ.get(f"KAMI_BENCH_HTTP_{name}", default))
+
+        return cls(
+            seconds=number("SECONDS", cls.seconds),
+            warmup_s=number("WARMUP_S", cls.warmup_s),
+            workers=int(number("WORKERS", cls.workers)),
+            light_workers=int(number("LIGHT_WORKERS", cls.light_workers)),
+            products=int(number("PRODUCTS", cls.products)),
+            cards_per_product=int(number("CARDS", cls.cards_per_product)),
+        )
+
+
+# ----------------------------------------------------------------------------- client
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection: JSON in, (status, JSON) out."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        for attempt in range(2):
+            try:
+                self._conn.request(method, path, body=body, headers=headers or {})
+                response = self._conn.getresponse()
+                data = response.read()
+                return response.status, json.loads(data) if data else None
+            except (http.client.HTTPException, ConnectionError):
+                # A keep-alive connection the server closed: reconnect once.
+                self._conn.close()
+                self._conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=30)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def json(
+        self, method: str, path: str, payload: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        return self.call(
+            method,
+            path,
+            json.dumps(payload).encode(),
+            {"Content-Type": "application/json", **(headers or {})},
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def signed_callback(secret: str, order_id: str, amount: str, txn_id: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"order_id": order_id, "amount": amount, "txn_id": txn_id}).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"X-Kami-Signature": signature, "Content-Type": "application/json"}
+
+
+# ------------------------------------------------------------------------- generator
+
+
+@dataclass
+class Tally:
+    """What one worker saw: per order completed in the window, its timings (seconds)."""
+
+    done_at: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)
+    place: list[float] = field(default_factory=list)
+    pay: list[float] = field(default_factory=list)
+    rereads: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+def _worker(port: int, secret: str, products: list[str], until: float, tally: Tally, seed: int) -> None:
+    rng = random.Random(seed)
+    client = Client(port)
+    try:
+        while time.time() < until:
+            product = rng.choice(products)
+            began = time.perf_counter()
+            status, placed = client.json(
+                "POST", "/v1/orders", {"product_id": product, "quantity": 1, "contact": f"b{seed}@x"}
+            )
+            if status != 201:
+                tally.error(f"place {status} {placed.get('error', {}).get('code') if placed else ''}")
+                continue
+            order_id, token = placed["order_id"], placed["token"]
+            body, headers = signed_callback(secret, order_id, placed["amount"], uuid.uuid4().hex)
+            sent = time.perf_counter()
+            status, paid = client.call("POST", "/v1/payments/notify", body, headers)
+            answered = time.perf_counter()
+            if status != 200 or paid.get("status") != "delivered":
+                tally.error(f"pay {status} {paid.get('status') if paid else ''}")
+                continue
+            while True:
+                status, order = client.call("GET", f"/v1/orders/{order_id}?token={token}")
+                if status == 200 and order.get("cards"):
+                    break
+                tally.rereads += 1
+                if status != 200 or time.perf_counter() - sent > 5:
+                    tally.error(f"read {status}")
+                    break
+            else:  # pragma: no cover - the loop only ends by break
+                pass
+            if status != 200 or not order.get("cards"):
+                continue
+            seen = time.perf_counter()
+            tally.done_at.append(time.time())
+            tally.latency.append(seen - sent)
+            tally.place.append(sent - began)
+            tally.pay.append(answered - sent)
+    finally:
+        client.close()
+
+
+def generate(port: int, secret: str, products: list[str], workers: int, until: float) -> dict[str, Any]:
+    """The load generator's process: ``workers`` closed loops until ``until`` (epoch s)."""
+    tallies = [Tally() for _ in range(workers)]
+    threads = [
+        threading.Thread(target=_worker, args=(port, secret, products, until, t, n), daemon=True)
+        for n, t in enumerate(tallies)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "done_at": [x for t in tallies for x in t.done_at],
+        "latency": [x for t in tallies for x in t.latency],
+        "place": [x for t in tallies for x in t.place],
+        "pay": [x for t in tallies for x in t.pay],
+        "rereads": sum(t.rereads for t in tallies),
+        "errors": _merge([t.errors for t in tallies]),
+    }
+
+
+def _merge(counts: list[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            merged[k] = merged.get(k, 0) + v
+    return merged
+
+
+def _generator_main(
+    conn: Any, port: int, secret: str, products: list[str], workers: int, until: float
+) -> None:
+    try:
+        conn.send(("ok", generate(port, secret, products, workers, until)))
+    except BaseException as error:  # reported to the parent, which raises it
+        conn.send(("error", repr(error)))
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------- server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``kami serve`` on a free loopback port, against ``database_url``."""
+
+    def __init__(self, database_url: str, home: Path) -> None:
+        self.port = _free_port()
+        self.secrets = {name: secrets.token_urlsafe(24) for name in SECRET_VARS}
+        env = {
+            **os.environ,
+            "KAMI_DATABASE_URL": database_url,
+            "KAMI_HOME": str(home),
+            **self.secrets,
+            # Risk control's per-IP limits would throttle one client address; loopback is
+            # exempt by default, and the limits are off here besides.
+            "KAMI_RATE_LIMIT_ORDERS": "0",
+            "KAMI_RATE_LIMIT_LOOKUPS": "0",
+            "KAMI_RATE_LIMIT_CALLBACKS": "0",
+        }
+        env.pop("KAMI_KAFKA_BOOTSTRAP", None)
+        self._log = home / "serve.log"
+        argv = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        with self._log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, *kami_command("serve"), *argv],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"kami serve exited:\n{self._log.read_text(errors='replace')[-3000:]}")
+            try:
+                client = Client(self.port)
+                status, _ = client.call("GET", "/healthz")
+                client.close()
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("kami serve did not answer /healthz")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def set_up(server: Server, config: Config) -> list[str]:
+    """Two merchants and their stocked products, over the API; returns the product ids."""
+    client = Client(server.port)
+    admin = {"Authorization": f"Bearer {server.secrets['KAMI_ADMIN_TOKEN']}"}
+    products: list[str] = []
+    try:
+        keys: list[dict[str, str]] = []
+        for m in range(2):
+            status, merchant = client.json(
+                "POST", "/v1/merchants", {"name": f"load {m}", "contact": "m@x"}, admin
+            )
+            if status != 201:
+                raise RuntimeError(f"POST /v1/merchants answered {status}: {merchant}")
+            keys.append({"Authorization": f"Bearer {merchant['api_key']}"})
+        for p in range(config.products):
+            key = keys[p % len(keys)]
+            status, product = client.json(
+                "POST", "/v1/products", {"title": f"load card {p}", "price": PRICE, "delivery": "auto"}, key
+            )
+            if status != 201:
+                raise RuntimeError(f"POST /v1/products answered {status}: {product}")
+            product_id = product["product_id"]
+            cards = [f"LOAD-{uuid.uuid4().hex}" for _ in range(config.cards_per_product)]
+            for start in range(0, len(cards), IMPORT_CHUNK):
+                status, imported = client.json(
+                    "POST",
+                    f"/v1/products/{product_id}/cards",
+                    {"cards": cards[start : start + IMPORT_CHUNK]},
+                    key,
+                )
+                if status != 200:
+                    raise RuntimeError(f"the card import answered {status}: {imported}")
+            products.append(product_id)
+    finally:
+        client.close()
+    return products
+
+
+# ------------------------------------------------------------------------------- run
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def _ms(values: list[float], q: float) -> float:
+    return round(_percentile(values, q) * 1000, 2)
+
+
+def load(
+    server: Server, database_url: str, products: list[str], workers: int, config: Config
+) -> dict[str, Any]:
+    """One phase: ``workers`` closed loops in a new generator process; its summary."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    start = time.time() + 1.0  # the generator's process starts meanwhile
+    window = (start + config.warmup_s, start + config.warmup_s + config.seconds)
+    secret = server.secrets["KAMI_PAYMENT_SECRET"]
+    generator = context.Process(
+        target=_generator_main,
+        args=(send, server.port, secret, products, workers, window[1]),
+        name="kami-bench-load",
+    )
+    generator.start()
+    send.close()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        meter = CpuMeter(
+            {
+                "server": lambda: [server.process.pid],
+                "generator": lambda: [generator.pid] if generator.pid else [],
+                "postgres": lambda: backends(conn),
+            }
+        )
+        time.sleep(max(0.0, window[0] - time.time()))
+        meter.start()
+        loop_before = main_thread_seconds(server.process.pid)
+        time.sleep(max(0.0, window[1] - time.time()))
+        cpu = meter.stop()
+        cpu["server_event_loop"] = round(main_thread_seconds(server.process.pid) - loop_before, 2)
+        if not receive.poll(60):
+            raise TimeoutError("the load generator did not report")
+        kind, result = receive.recv()
+    generator.join(timeout=30)
+    if kind != "ok":
+        raise RuntimeError(f"the load generator failed: {result}")
+    summary = summarise(result, window, cpu, workers)
+    print(
+        f"bench http: {workers:2} clients: {summary['orders_per_s']:6.1f} orders/s,"
+        f" p50 {summary['p50_ms']} / p99 {summary['p99_ms']} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+    return summary
+
+
+def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, Any]]:
+    config = config or Config.from_env()
+    with tempfile.TemporaryDirectory(prefix="kami-bench-http-") as home:
+        server = Server(database_url, Path(home))
+        try:
+            server.wait_healthy()
+            began = time.perf_counter()
+            products = set_up(server, config)
+            print(
+                f"bench http: {config.products} products of {config.cards_per_product} cards set up"
+                f" in {time.perf_counter() - began:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            section = load(server, database_url, products, config.workers, config)
+            light = load(server, database_url, products, config.light_workers, config)
+        finally:
+            server.stop()
+    section["products"] = config.products
+    section["light"] = {
+        k: light[k]
+        for k in ("workers", "orders_per_s", "p50_ms", "p95_ms", "p99_ms", "server_cpu_per_order_ms", "cpu_s")
+    }
+    return {"http": section}
+
+
+def summarise(
+    result: dict[str, Any], window: tuple[float, float], cpu: dict[str, float], workers: int
+) -> dict[str, Any]:
+    inside = [i for i, t in enumerate(result["done_at"]) if window[0] <= t <= window[1]]
+
+    def pick(key: str) -> list[float]:
+        values: list[float] = result[key]
+        return [values[i] for i in inside]
+
+    latency, place, pay = pick("latency"), pick("place"), pick("pay")
+    seconds = window[1] - window[0]
+    orders_per_s = round(len(inside) / seconds, 1)
+    p99 = _ms(latency, 0.99)
+    return {
+        "orders_per_s": orders_per_s,
+        "p50_ms": _ms(latency, 0.50),
+        "p95_ms": _ms(latency, 0.95),
+        "p99_ms": p99,
+        "goal_orders_per_s": GOAL_ORDERS_PER_S,
+        "goal_p99_ms": GOAL_P99_MS,
+        "meets_goal": orders_per_s >= GOAL_ORDERS_PER_S and p99 < GOAL_P99_MS,
+        "orders": len(inside),
+        "seconds": seconds,
+        "workers": workers,
+        "latency": "payment callback sent -> the buyer's GET /v1/orders/{id} shows the cards",
+        "place_p50_ms": _ms(place, 0.50),
+        "place_p99_ms": _ms(place, 0.99),
+        "callback_p50_ms": _ms(pay, 0.50),
+        "callback_p99_ms": _ms(pay, 0.99),
+        "mean_ms": round(statistics.fmean(latency) * 1000, 2) if latency else None,
+        "rereads": result["rereads"],
+        "errors": result["errors"],
+        "cpu_s": cpu,
+        "cores_busy": round(sum(v for k, v in cpu.items() if k != "server_event_loop") / seconds, 2),
+        "server_cpu_per_order_ms": round(cpu["server"] / len(inside) * 1000, 2) if inside else None,
+        "server": "kami serve (one uvicorn process, the embedded follower in it) on loopback",
+        "generator": f"a spawned process, {workers} threads in closed loops, http.client keep-alive",
+    }
+
+
+def table(sections: dict[str, dict[str, Any]]) -> str:
+    s = sections["http"]
+    verdict = "meets" if s["meets_goal"] else "BELOW"
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in s["cpu_s"].items() if k != "server_event_loop")
+    return "\n".join(
+        [
+            f"http: place + pay + read over HTTP against kami serve, {s['workers']} closed-loop"
+            f" clients, {s['seconds']:.0f} s",
+            f"  orders/s {s['orders_per_s']:.1f}; callback sent -> cards read: p50 {s['p50_ms']:.1f}"
+            f" / p95 {s['p95_ms']:.1f} / p99 {s['p99_ms']:.1f} ms",
+            f"  {verdict} the goal of {s['goal_orders_per_s']} orders/s with p99 < {s['goal_p99_ms']:g} ms",
+            f"  at light load ({s['light']['workers']} clients): {s['light']['orders_per_s']:.1f} orders/s,"
+            f" p50 {s['light']['p50_ms']:.1f} / p95 {s['light']['p95_ms']:.1f}"
+            f" / p99 {s['light']['p99_ms']:.1f} ms",
+            f"  CPU seconds in the window: {cpu} ({s['cores_busy']:.2f} cores busy); the server's"
+            f" event loop {s['cpu_s']['server_event_loop']:.1f}; server CPU per order"
+            f" {s['server_cpu_per_order_ms']} ms",
+        ]
+    )
