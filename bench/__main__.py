@@ -28,6 +28,11 @@ RESULTS = Path(__file__).with_name("results.json")
 # name -> module; add a line here for each new benchmark.
 BENCHMARKS: dict[str, str] = {
     "orders": "bench.orders",
+    "hot_product": "bench.hot_product",
+    "verify": "bench.verify",
+    "pipeline": "bench.pipeline",
+    "rebuild": "bench.rebuild",
+    "http": "bench.http_load",
 }
 
 
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "commit": commit(),
             "machine": machine(),
+            # The machine is shared: how busy it was (1, 5, 15 minutes) when this ended.
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         }
         for figures in sections.values():
             figures.update(stamp)
