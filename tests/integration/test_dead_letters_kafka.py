@@ -23,11 +23,11 @@ from domain.order import Order
 from kami.bootstrap import Kami, build
 from projections import catalog
 from projections.dashboard import DashboardProjection
-from tests.support.broker import tansu
+from tests.support.broker import kafka, unique_topic
 from tests.support.databases import fresh_database
 from tests.support.workload import Workload
 
-TOPIC = "kami.test"
+TOPIC = unique_topic("kami.test")
 PARTITIONS = 4
 CLEAN_VERSION = 80
 
@@ -112,7 +112,7 @@ def test_a_poison_event_stops_its_partition_below_it_until_a_retry_after_the_fix
 
     monkeypatch.setattr(DashboardProjection, "order_paid", order_paid)
     dashboard = DashboardProjection(4)
-    with tansu() as bootstrap:
+    with kafka() as bootstrap:
         projector = KafkaProjector(system.pool, system.shop.mapper, dashboard, bootstrap, TOPIC)
         with Running(system, bootstrap, projector):
             wait_for(lambda: _letters(system) != [], "the dead letter", projector)
@@ -160,7 +160,7 @@ def test_a_consumer_following_the_live_version_moves_to_the_promoted_one(system:
     work.setup(merchants=2, products=2)
     for _ in range(30):
         work.step()
-    with tansu() as bootstrap:
+    with kafka() as bootstrap:
         projector = KafkaProjector(
             system.pool, system.shop.mapper, DashboardProjection(), bootstrap, TOPIC, follow_live=True
         )

@@ -21,7 +21,7 @@ from consumers.positions import read_model_position
 from consumers.runner import LogRunner
 from kami.bootstrap import Kami, build
 from projections.registry import PROJECTIONS
-from tests.support.broker import tansu
+from tests.support.broker import kafka, unique_topic
 from tests.support.databases import fresh_database
 from tests.support.workload import Workload
 
@@ -49,6 +49,7 @@ class Processes:
             "KAMI_DATABASE_URL": url,
             "KAMI_KAFKA_BOOTSTRAP": bootstrap,
             "KAMI_KAFKA_PARTITIONS": str(PARTITIONS),
+            "KAMI_KAFKA_TOPIC": unique_topic("kami.crashes"),
             "KAMI_HOME": str(home),
             **{
                 name: secrets.token_urlsafe(24)
@@ -117,7 +118,7 @@ def test_killed_relays_and_consumers_end_in_the_same_read_models(system: Kami, t
     rng = random.Random(int(os.environ.get("KAMI_TEST_SEED", "7")))
     work = Workload(system.shop, rng)
     work.setup()
-    with tansu() as bootstrap:
+    with kafka() as bootstrap:
         processes = Processes(system.database_url, bootstrap, tmp_path)
         try:
             processes.start("relay", "relay")

