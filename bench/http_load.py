@@ -21,8 +21,11 @@ An order counts when its cards are readable; its latency runs from sending the c
 to reading the cards (2 + 3). ``orders_per_s`` is the orders completed in the measured
 window over its length. The section's figures are from ``workers`` (16) clients, enough to
 keep the server busy; a second phase with ``light_workers`` (2) gives the latency when
-little queues (``light``). Per-IP rate limits are turned off for the server (loopback is
-exempt by default anyway).
+little queues (``light``). A third phase (``api_only``, 16 clients) runs a second
+``kami serve`` in its scale-out mode (``KAMI_KAFKA_BOOTSTRAP`` set, so no embedded
+follower in the process; the relay and consumers are not run, since the measured path
+reads the order aggregate and no read model): what the follower costs the API process.
+Per-IP rate limits are turned off for the server (loopback is exempt by default anyway).
 
 There is no baseline in the same run: kami serve offers no switch to its plain mode. The
 figures are set against the goal, with the CPU seconds of the server, the generator and
@@ -248,7 +251,7 @@ def _free_port() -> int:
 class Server:
     """``kami serve`` on a free loopback port, against ``database_url``."""
 
-    def __init__(self, database_url: str, home: Path) -> None:
+    def __init__(self, database_url: str, home: Path, *, follower: bool = True) -> None:
         self.port = _free_port()
         self.secrets = {name: secrets.token_urlsafe(24) for name in SECRET_VARS}
         env = {
@@ -263,7 +266,13 @@ class Server:
             "KAMI_RATE_LIMIT_CALLBACKS": "0",
         }
         env.pop("KAMI_KAFKA_BOOTSTRAP", None)
-        self._log = home / "serve.log"
+        if not follower:
+            # The scale-out mode: with a broker named, kami serve only serves the API and
+            # leaves the read models to kami relay + kami consume (not run here: the
+            # measured path reads the order aggregate, never a read model). Nothing
+            # connects to this address.
+            env["KAMI_KAFKA_BOOTSTRAP"] = "127.0.0.1:9"
+        self._log = home / f"serve{'' if follower else '-api-only'}.log"
         argv = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         with self._log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -412,10 +421,28 @@ def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, 
             light = load(server, database_url, products, config.light_workers, config)
         finally:
             server.stop()
+        api_only = Server(database_url, Path(home), follower=False)
+        try:
+            api_only.wait_healthy()
+            alone = load(api_only, database_url, set_up(api_only, config), config.workers, config)
+        finally:
+            api_only.stop()
     section["products"] = config.products
     section["light"] = {
         k: light[k]
         for k in ("workers", "orders_per_s", "p50_ms", "p95_ms", "p99_ms", "server_cpu_per_order_ms", "cpu_s")
+    }
+    section["api_only"] = {
+        k: alone[k]
+        for k in (
+            "workers",
+            "orders_per_s",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "server_cpu_per_order_ms",
+            "cpu_s",
+        )
     }
     return {"http": section}
 
@@ -474,6 +501,10 @@ def table(sections: dict[str, dict[str, Any]]) -> str:
             f"  at light load ({s['light']['workers']} clients): {s['light']['orders_per_s']:.1f} orders/s,"
             f" p50 {s['light']['p50_ms']:.1f} / p95 {s['light']['p95_ms']:.1f}"
             f" / p99 {s['light']['p99_ms']:.1f} ms",
+            f"  API only (no embedded follower; {s['api_only']['workers']} clients):"
+            f" {s['api_only']['orders_per_s']:.1f} orders/s, p50 {s['api_only']['p50_ms']:.1f}"
+            f" / p99 {s['api_only']['p99_ms']:.1f} ms, server CPU per order"
+            f" {s['api_only']['server_cpu_per_order_ms']} ms",
             f"  CPU seconds in the window: {cpu} ({s['cores_busy']:.2f} cores busy); the server's"
             f" event loop {s['cpu_s']['server_event_loop']:.1f}; server CPU per order"
             f" {s['server_cpu_per_order_ms']} ms",
