@@ -33,8 +33,6 @@ class Keyring(Protocol):
 
     def shred(self, merchant_id: UUID) -> None: ...
 
-    def is_shredded(self, merchant_id: UUID) -> bool: ...
-
 
 class InMemoryKeyring:
     """A keyring for unit tests and tools that need no persistence."""
@@ -57,9 +55,6 @@ class InMemoryKeyring:
         with self._lock:
             self._keys.pop(merchant_id, None)
             self._shredded.add(merchant_id)
-
-    def is_shredded(self, merchant_id: UUID) -> bool:
-        return merchant_id in self._shredded
 
 
 def normalise(card: str) -> str:

@@ -57,6 +57,14 @@ class Merchant(Aggregate):
         def apply(self, merchant: Merchant) -> None:
             merchant.restricted = True
 
+    class CardKeyShredded(Aggregate.Event):
+        """The merchant's card key is deleted: its cards can never be read, so never sold."""
+
+        reason: str
+
+        def apply(self, merchant: Merchant) -> None:
+            merchant.shredded = True
+
     class Reinstated(Aggregate.Event):
         reason: str
 
@@ -146,6 +154,7 @@ class Merchant(Aggregate):
         self.fee_rate_bps = fee_rate_bps
         self.api_key_hash = ""
         self.restricted = False
+        self.shredded = False
         self.last_band: str | None = None
         self.previous_band: str | None = None
         self.last_evaluated_on: date | None = None
@@ -215,6 +224,10 @@ class Merchant(Aggregate):
     def restrict(self, reason: str, at: datetime) -> None:
         if not self.restricted:
             self.trigger_event(self.Restricted, reason=reason, timestamp=at)
+
+    def shred_card_key(self, reason: str, at: datetime) -> None:
+        if not self.shredded:
+            self.trigger_event(self.CardKeyShredded, reason=reason, timestamp=at)
 
     def reinstate(self, reason: str, at: datetime) -> None:
         if self.restricted:

@@ -252,6 +252,18 @@ class Shop(Application[UUID]):
 
         return self._run(command)
 
+    def shred_card_key(self, merchant_id: UUID, reason: str) -> Done:
+        """Crypto-shred a merchant's cards: record it (so nothing more is sold), then delete
+        the key. Run again after a failure: both steps are idempotent."""
+
+        def command(uow: UnitOfWork) -> Done:
+            uow.get(merchant_id, Merchant, "merchant").shred_card_key(reason, self._now())
+            return Done(0)
+
+        done = self._run(command)
+        self.keyring.shred(merchant_id)
+        return done
+
     def reinstate_merchant(self, merchant_id: UUID, reason: str) -> Done:
         def command(uow: UnitOfWork) -> Done:
             uow.get(merchant_id, Merchant, "merchant").reinstate(reason, self._now())
@@ -460,7 +472,7 @@ class Shop(Application[UUID]):
             expires_at = now + self.settings.order_ttl
             reservation: list[list[Any]] = []
             if product.delivery == "auto":
-                if self.keyring.is_shredded(product.merchant_id):
+                if merchant.shredded:
                     # Its cards can no longer be read by anyone: selling one would sell nothing.
                     raise ProductUnavailable("this merchant's cards have been shredded")
                 reservation = self._reserve(uow, product, order_id, quantity, expires_at, now)

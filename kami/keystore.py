@@ -87,11 +87,3 @@ class PostgresKeyring:
                 " ON CONFLICT (merchant_id) DO UPDATE SET key = NULL, shredded_at = now()",
                 (merchant_id,),
             )
-
-    @_retrying
-    def is_shredded(self, merchant_id: UUID) -> bool:
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT shredded_at IS NOT NULL FROM merchant_keys WHERE merchant_id = %s", (merchant_id,)
-            ).fetchone()
-        return bool(row and row[0])

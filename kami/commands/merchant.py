@@ -19,6 +19,7 @@ def register(commands: Any) -> None:
         "everywhere, while every replay and the hash chain keep working. Irreversible.",
     )
     shred.add_argument("merchant_id", type=UUID)
+    shred.add_argument("--reason", default="erasure requested", help="recorded with the event")
     shred.set_defaults(handler=run_shred)
 
 
@@ -31,11 +32,10 @@ def run_shred(args: argparse.Namespace) -> int:
     kami = open_kami(settings)
     try:
         try:
-            kami.shop.get_merchant(args.merchant_id)
+            kami.shop.shred_card_key(args.merchant_id, args.reason)
         except NotFound:
             print(f"kami: no merchant {args.merchant_id}")
             return 1
-        kami.shop.keyring.shred(args.merchant_id)
     finally:
         kami.close()
     print(f"shredded the card key of merchant {args.merchant_id}")
