@@ -46,6 +46,7 @@ import psycopg
 from bench import readside, shoplog
 from bench.cpu import CpuMeter, backends, children_named
 from bench.database import fresh_database
+from bench.sampler import kami_command
 from consumers.positions import read_model_position
 from consumers.relay import RELAY_LOCK_KEY, ensure_topic
 from kami.settings import SECRET_VARS
@@ -114,7 +115,7 @@ class Processes:
         log = (self.home / f"{name}.log").open("ab")
         try:
             self.running[name] = subprocess.Popen(
-                [sys.executable, "-m", "kami.cli", *argv], env=self.env, stdout=log, stderr=log
+                [sys.executable, *kami_command(name), *argv], env=self.env, stdout=log, stderr=log
             )
         finally:
             log.close()  # the child has its own descriptor
