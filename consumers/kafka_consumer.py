@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS kami_kafka_offsets (
 )
 """
 MAX_RECORDS = 5000
+SCHEMA_LOCK_KEY = 0x6B616D6A  # any fixed number shared by every kami process
 # How often an idle consumer that follows the live version looks for a promotion.
 PROMOTION_CHECK_SECONDS = 1.0
 
@@ -128,6 +129,9 @@ class KafkaProjector:
         # Partitions stopped on a dead letter, paused until it is retried or skipped.
         self.parked: set[int] = set()
         with self._pool.connection() as conn, conn.transaction():
+            # Replicas start together: CREATE ... IF NOT EXISTS is not safe against a
+            # concurrent twin (a unique violation on pg_type), so they take turns.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             conn.execute(SCHEMA)
             dead_letters.ensure_schema(conn)
             consumer.create_tables(conn)
