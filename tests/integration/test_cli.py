@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -68,7 +69,9 @@ class Served:
                     return
             except httpx.TransportError:
                 pass
-            time.sleep(0.2)  # a poll interval, not a wait for something to happen
+            # Wait on the process itself between polls: it returns early if it dies.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=0.2)
         pytest.fail(f"kami serve did not answer /healthz in {START_DEADLINE}s:\n{self.output()}")
 
     def stop(self) -> int:
