@@ -23,7 +23,6 @@ import os
 import statistics
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from typing import Any, TypeVar
 from eventsourcing.persistence import IntegrityError
 from psycopg_pool import ConnectionPool
 
-from bench.orders import _percentile
+from bench.orders import _percentile, run_buyers
 from domain.card_stock import CardBucket
 from domain.exceptions import Busy, ConcurrencyConflict
 from domain.merchant import Merchant
@@ -141,19 +140,7 @@ def sell(
     """Sell ``orders`` cards from ``concurrency`` threads: (wall time, latencies, busy answers)."""
     tag = uuid.uuid4().hex[:12]
     lock = threading.Lock()
-    issued = 0
     busy = 0
-    latencies: list[float] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(concurrency + 1)
-
-    def next_index() -> int | None:
-        nonlocal issued
-        with lock:
-            if issued >= orders or errors:
-                return None
-            issued += 1
-            return issued
 
     def patiently(call: Callable[[], R]) -> R:
         nonlocal busy
@@ -164,40 +151,15 @@ def sell(
                 with lock:
                     busy += 1  # the contention did not clear: a buyer would simply retry
 
-    def buyer() -> None:
-        mine: list[float] = []
-        start.wait()
-        try:
-            while (i := next_index()) is not None:
-                began = time.perf_counter()
-                placed = patiently(lambda i=i: shop.place_order(product_id, 1, f"hot{i}@example.com"))
-                paid = patiently(
-                    lambda i=i, placed=placed: shop.record_payment(
-                        "sandbox", placed.order_id, f"{tag}-{i}", placed.amount
-                    )
-                )
-                if paid.status != DELIVERED:
-                    raise RuntimeError(f"order {placed.order_id} ended {paid.status}")
-                mine.append(time.perf_counter() - began)
-        except BaseException as error:
-            with lock:
-                errors.append(error)
-        finally:
-            with lock:
-                latencies.extend(mine)
+    def sell_one(i: int) -> None:
+        placed = patiently(lambda: shop.place_order(product_id, 1, f"hot{i}@example.com"))
+        paid = patiently(
+            lambda: shop.record_payment("sandbox", placed.order_id, f"{tag}-{i}", placed.amount)
+        )
+        if paid.status != DELIVERED:
+            raise RuntimeError(f"order {placed.order_id} ended {paid.status}")
 
-    threads = [threading.Thread(target=buyer, name=f"bench-hot-{n}") for n in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    if errors:
-        raise RuntimeError(f"{len(errors)} buyers failed; the first: {errors[0]!r}") from errors[0]
-    if len(latencies) != orders:
-        raise RuntimeError(f"{len(latencies)} of {orders} orders delivered")
+    elapsed, latencies = run_buyers(orders, concurrency, sell_one, name="bench-hot")
     return elapsed, latencies, busy
 
 

@@ -115,11 +115,11 @@ def stocked_product(shop: Shop, catalogue: Catalogue, cards: int) -> uuid.UUID:
     return product.product_id
 
 
-def sell(
-    shop: Shop, catalogue: Catalogue, product_id: uuid.UUID, orders: int, concurrency: int
+def run_buyers(
+    orders: int, concurrency: int, sell_one: Callable[[int], None], name: str = "bench-buyer"
 ) -> tuple[float, list[float]]:
-    """Sell ``orders`` cards from ``concurrency`` threads; return the wall time and latencies."""
-    tag = uuid.uuid4().hex[:12]
+    """Run ``sell_one(i)`` for i = 1..orders from ``concurrency`` threads released together;
+    return the wall time and each order's latency. The first error stops every buyer."""
     lock = threading.Lock()
     issued = 0
     latencies: list[float] = []
@@ -140,11 +140,7 @@ def sell(
         try:
             while (i := next_index()) is not None:
                 began = time.perf_counter()
-                code = catalogue.promoter_code if i % 2 == 0 else None
-                placed = shop.place_order(product_id, 1, f"buyer{i}@example.com", code)
-                paid = shop.record_payment(PROVIDER, placed.order_id, f"{tag}-{i}", placed.amount)
-                if paid.status != DELIVERED or paid.duplicate:
-                    raise RuntimeError(f"order {placed.order_id} ended {paid.status}")
+                sell_one(i)
                 mine.append(time.perf_counter() - began)
         except BaseException as error:
             with lock:
@@ -153,7 +149,7 @@ def sell(
             with lock:
                 latencies.extend(mine)
 
-    threads = [threading.Thread(target=buyer, name=f"bench-buyer-{n}") for n in range(concurrency)]
+    threads = [threading.Thread(target=buyer, name=f"{name}-{n}") for n in range(concurrency)]
     for thread in threads:
         thread.start()
     start.wait()
@@ -166,6 +162,22 @@ def sell(
     if len(latencies) != orders:
         raise RuntimeError(f"{len(latencies)} of {orders} orders delivered")
     return elapsed, latencies
+
+
+def sell(
+    shop: Shop, catalogue: Catalogue, product_id: uuid.UUID, orders: int, concurrency: int
+) -> tuple[float, list[float]]:
+    """Sell ``orders`` cards from ``concurrency`` threads; return the wall time and latencies."""
+    tag = uuid.uuid4().hex[:12]
+
+    def sell_one(i: int) -> None:
+        code = catalogue.promoter_code if i % 2 == 0 else None
+        placed = shop.place_order(product_id, 1, f"buyer{i}@example.com", code)
+        paid = shop.record_payment(PROVIDER, placed.order_id, f"{tag}-{i}", placed.amount)
+        if paid.status != DELIVERED or paid.duplicate:
+            raise RuntimeError(f"order {placed.order_id} ended {paid.status}")
+
+    return run_buyers(orders, concurrency, sell_one)
 
 
 def stock_and_sell(
