@@ -462,7 +462,9 @@ def test_relay_kafka_and_consumers_give_the_read_models_of_the_log_runner(
                         return
                     assert not [p for p in projectors if getattr(p, "failed", False)], "a consumer failed"
                     assert time.monotonic() < deadline, f"not caught up to {head}: {positions}"
-                    time.sleep(0.2)
+                    # Wait on the relay between polls: it returns early only if the relay died.
+                    relay_thread.join(timeout=0.2)
+                    assert relay_thread.is_alive(), "the relay stopped"
 
             with kafka() as bootstrap:
                 stop_relay = threading.Event()
