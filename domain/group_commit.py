@@ -15,6 +15,11 @@ work twice (a second withdrawal, a second order). So on IntegrityError, and when
 recorder gives up on the connection, the committer asks the store whether these very
 events are in it. If they are, the batch is written; if the store cannot be asked, the
 error reaches the commands (a 503; the client's retry is made safe by idempotency).
+
+Each command also hands over its read set: the version of every aggregate it loaded
+(``domain.aggregate_cache``). A command is stale if a command before it in the batch, or
+one this process committed, changed what it read; and, once the store's table lock is
+held, if the store says so (another process wrote it). Stale commands are sent back.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -35,7 +40,8 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from domain.exceptions import ConcurrencyConflict
+from domain.aggregate_cache import StaleRead, stale_reads
+from domain.event_store import NothingToInsert
 
 MAX_BATCH = 256
 VERSION_MEMORY = 200_000
@@ -46,7 +52,19 @@ LOST = (OperationalError, InterfaceError)
 @dataclass
 class _Write:
     stored: Sequence[StoredEvent]
+    # Version of each aggregate the command loaded, to be current when it commits.
+    reads: Mapping[UUID, int]
     future: Future[list[int]] = field(default_factory=Future)
+    # What the store said had changed under the command, when it refused it.
+    stale: frozenset[UUID] = frozenset()
+
+    def versions(self) -> dict[UUID, int]:
+        written: dict[UUID, int] = {}
+        for event in self.stored:
+            oid = event.originator_id
+            assert isinstance(oid, UUID)
+            written[oid] = max(written.get(oid, 0), event.originator_version)
+        return written
 
 
 class GroupCommitter:
@@ -59,11 +77,15 @@ class GroupCommitter:
         self._closed = False
         self._thread.start()
 
-    def write(self, stored: Sequence[StoredEvent]) -> list[int]:
-        """Block until these events are committed; return their notification ids."""
+    def write(self, stored: Sequence[StoredEvent], reads: Mapping[UUID, int] | None = None) -> list[int]:
+        """Block until these events are committed; return their notification ids.
+
+        ``reads``: the versions the command's decision rests on. If any is no longer
+        current, nothing is written and StaleRead names them.
+        """
         if self._closed:
             raise RuntimeError("the committer is closed")
-        item = _Write(stored)
+        item = _Write(stored, reads or {})
         self._queue.put(item)
         return item.future.result()
 
@@ -90,31 +112,35 @@ class GroupCommitter:
                 batch.append(item)
             self._commit(batch)
 
-    def _is_stale(self, stored: Sequence[StoredEvent], pending: dict[UUID, int]) -> bool:
-        for event in stored:
+    def _stale(self, item: _Write, pending: Mapping[UUID, int]) -> list[UUID]:
+        """What this process already knows makes the command stale: a write at a version
+        someone took, or a read of an aggregate since changed."""
+        stale = []
+        for event in item.stored:
             oid = event.originator_id
             assert isinstance(oid, UUID)
-            known = max(pending.get(oid, 0), self._versions.get(oid, 0))
-            if event.originator_version <= known:
-                return True
-        return False
+            if event.originator_version <= max(pending.get(oid, 0), self._versions.get(oid, 0)):
+                stale.append(oid)
+        for oid, seen in item.reads.items():
+            if max(pending.get(oid, 0), self._versions.get(oid, 0)) > seen:
+                stale.append(oid)
+        return stale
 
     def _commit(self, batch: list[_Write]) -> None:
         accepted: list[_Write] = []
         pending: dict[UUID, int] = {}
         for item in batch:
-            if self._is_stale(item.stored, pending):
-                item.future.set_exception(ConcurrencyConflict())
+            stale = self._stale(item, pending)
+            if stale:
+                item.future.set_exception(StaleRead(stale))
                 continue
             accepted.append(item)
-            for event in item.stored:
-                oid = event.originator_id
-                assert isinstance(oid, UUID)
-                pending[oid] = max(pending.get(oid, 0), event.originator_version)
+            for oid, version in item.versions().items():
+                pending[oid] = max(pending.get(oid, 0), version)
         if not accepted:
             return
         try:
-            ids = self._insert_surviving([e for item in accepted for e in item.stored])
+            written, ids = self._insert_surviving(accepted)
         except IntegrityError:
             # Someone outside this process wrote first. Fall back to one transaction per
             # command so that only the commands that really collided retry.
@@ -125,43 +151,85 @@ class GroupCommitter:
             for item in accepted:
                 item.future.set_exception(error)
             return
-        offset = 0
-        for item in accepted:
-            n = len(item.stored)
-            item.future.set_result(ids[offset : offset + n])
-            offset += n
-        self._remember(pending)
+        self._settle(accepted, written, ids)
 
     def _commit_alone(self, item: _Write) -> None:
         try:
-            ids = self._insert_surviving(list(item.stored))
+            written, ids = self._insert_surviving([item])
         except IntegrityError:
-            item.future.set_exception(ConcurrencyConflict())
+            # Another process took one of these versions: the command's writes are stale.
+            item.future.set_exception(StaleRead(item.versions()))
         except BaseException as error:
             item.future.set_exception(error)
         else:
-            item.future.set_result(ids)
-            versions: dict[UUID, int] = {}
-            for event in item.stored:
-                assert isinstance(event.originator_id, UUID)
-                versions[event.originator_id] = event.originator_version
-            self._remember(versions)
+            self._settle([item], written, ids)
 
-    def _insert_surviving(self, stored: list[StoredEvent]) -> list[int]:
-        """Insert in one transaction; when its outcome is in doubt, ask the store."""
+    def _settle(self, accepted: list[_Write], written: list[_Write], ids: list[int]) -> None:
+        """Answer every command: its ids if written, StaleRead if the store refused it."""
+        offset = 0
+        answered: dict[int, list[int]] = {}
+        for item in written:
+            answered[id(item)] = ids[offset : offset + len(item.stored)]
+            offset += len(item.stored)
+        for item in accepted:
+            if id(item) not in answered and self._own_lost_commit(item):
+                answered[id(item)] = [self._recorder.max_notification_id() or 0] * len(item.stored)
+        versions: dict[UUID, int] = {}
+        for item in accepted:
+            if id(item) in answered:
+                item.future.set_result(answered[id(item)])
+                for oid, version in item.versions().items():
+                    versions[oid] = max(versions.get(oid, 0), version)
+            else:
+                item.future.set_exception(StaleRead(item.stale))
+        self._remember(versions)
+
+    def _own_lost_commit(self, item: _Write) -> bool:
+        """Whether the store refused this command only because its own events are there.
+
+        After a COMMIT whose answer was lost, the recorder's retry finds the versions the
+        command read already moved on: by the command's own events, if they committed.
+        """
+        if not item.stale or not item.stale <= item.versions().keys():
+            return False
         try:
-            return self._insert(stored)
+            return self._stored_already(item.stored)
+        except LOST:
+            return False  # nobody can tell; the command reruns and its idempotency holds
+
+    def _insert_surviving(self, accepted: list[_Write]) -> tuple[list[_Write], list[int]]:
+        """Insert the commands whose reads are current in one transaction; when the
+        outcome is in doubt, ask the store. Returns the written commands and their ids."""
+        survivors = list(accepted)
+        reads = sorted({oid for item in accepted for oid in item.reads})
+
+        def keep(current: Mapping[UUID, int]) -> list[StoredEvent]:
+            # Called under the table lock, again on each of the recorder's own retries.
+            nonlocal survivors
+            survivors = []
+            for item in accepted:
+                item.stale = frozenset(stale_reads(item.reads, current))
+                if not item.stale:
+                    survivors.append(item)
+            return [e for item in survivors for e in item.stored]
+
+        try:
+            ids = self._insert([e for item in accepted for e in item.stored], keep if reads else None, reads)
+        except NothingToInsert:
+            return [], []
         except (IntegrityError, *LOST) as error:
+            stored = [e for item in survivors for e in item.stored]
             try:
                 written = self._stored_already(stored)
             except LOST:
                 raise error from None  # nobody can tell: the caller hears of the first error
             if not written:
                 raise
-        # The events are in the log at or below its head; their exact ids are lost with the
-        # answer, and a position past them is a safe one to wait for.
-        head = self._recorder.max_notification_id() or 0
-        return [head] * len(stored)
+            # The events are in the log at or below its head; their exact ids are lost with
+            # the answer, and a position past them is a safe one to wait for.
+            head = self._recorder.max_notification_id() or 0
+            return survivors, [head] * len(stored)
+        return survivors, ids
 
     def _stored_already(self, stored: Sequence[StoredEvent]) -> bool:
         """Whether every one of these events is in the store, byte for byte."""
@@ -177,9 +245,15 @@ class GroupCommitter:
                 return False
         return True
 
-    def _insert(self, stored: list[StoredEvent]) -> list[int]:
-        ids = self._recorder.insert_events(stored)
-        assert ids is not None and len(ids) == len(stored)
+    def _insert(
+        self,
+        stored: list[StoredEvent],
+        keep: Callable[[Mapping[UUID, int]], list[StoredEvent]] | None,
+        reads: list[UUID],
+    ) -> list[int]:
+        # Holding the table lock, the recorder asks keep() which of them to insert.
+        ids = self._recorder.insert_events(stored, keep=keep, reads=reads)
+        assert ids is not None
         return list(ids)
 
     def _remember(self, versions: dict[UUID, int]) -> None:

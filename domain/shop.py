@@ -25,6 +25,8 @@ from eventsourcing.utils import EnvType
 
 from domain import cards as card_crypto
 from domain import ledger
+from domain.aggregate_cache import DEFAULT_MAXSIZE as DEFAULT_CACHE_SIZE
+from domain.aggregate_cache import CachedLoads, Loads, StaleRead, StoreLoads
 from domain.append_counts import AppendCounter
 from domain.blacklist import (
     Blacklist,
@@ -37,6 +39,7 @@ from domain.card_stock import CardBucket
 from domain.cards import Keyring
 from domain.clock import Clock, system_clock
 from domain.commissions import Commission, commissions_for
+from domain.event_store import ShopRecorder
 from domain.exceptions import (
     AmountMismatch,
     Busy,
@@ -47,6 +50,7 @@ from domain.exceptions import (
     IdempotencyKeyReused,
     InvalidInput,
     InvalidState,
+    KamiError,
     NotFound,
     OutOfStock,
     ProductUnavailable,
@@ -109,12 +113,17 @@ class ShopSettings:
     order_ttl: timedelta = timedelta(minutes=15)
     after_sales_window: timedelta = timedelta(days=7)
     group_commit: bool = True
+    # Aggregates kept between commands (0: load every one from the store).
+    cache_size: int = DEFAULT_CACHE_SIZE
 
 
 class Shop(Application[UUID]):
     name = "kami"
     env = {  # noqa: RUF012 - eventsourcing reads this class attribute
-        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        # kami's own cache (domain.aggregate_cache) replaces eventsourcing's, whose
+        # fast-forward costs a SELECT per load.
+        "AGGREGATE_CACHE_MAXSIZE": "",
+        "APPLICATION_RECORDER_TOPIC": "domain.event_store:ShopRecorder",
         "POSTGRES_POOL_SIZE": "8",
         "POSTGRES_MAX_OVERFLOW": "24",
     }
@@ -132,6 +141,12 @@ class Shop(Application[UUID]):
         self.clock = clock
         self.settings = settings or ShopSettings()
         self._committer = GroupCommitter(self.recorder) if self.settings.group_commit else None
+        # The cache is only safe where every write's read set is checked: in group commit.
+        self._loads: Loads = (
+            CachedLoads(self.repository, self._shop_recorder(), self.settings.cache_size)
+            if self._committer is not None and self.settings.cache_size > 0
+            else StoreLoads(self.repository, self.recorder)
+        )
         # Events appended by this process, per topic (the API's /metrics reads it).
         self.appended = AppendCounter()
         self._busy: dict[UUID, int] = {}
@@ -162,13 +177,25 @@ class Shop(Application[UUID]):
                     self._busy.pop(bucket, None)
         uow.busy.clear()
 
+    def _shop_recorder(self) -> ShopRecorder:
+        if not isinstance(self.recorder, ShopRecorder):
+            raise TypeError("the aggregate cache needs domain.event_store.ShopRecorder")
+        return self.recorder
+
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self._loads)
+
     def _run(self, command: Callable[[UnitOfWork], R]) -> R:
         """Run a command, save its events atomically, retry it on a conflict."""
         for attempt in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self.repository)
+            uow = self._uow()
             try:
                 return self._attempt(command, uow)
-            except (ConcurrencyConflict, IntegrityError):
+            except (ConcurrencyConflict, IntegrityError) as conflict:
+                # What moved on under the command (its writes, when nobody said what), is
+                # brought up to date before it runs again.
+                stale = conflict.ids if isinstance(conflict, StaleRead) else [a.id for a in uow.changed]
+                self._loads.refresh(stale)
                 # Spread the retries out so colliding commands do not collide again.
                 time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.05)))
             finally:
@@ -177,17 +204,34 @@ class Shop(Application[UUID]):
 
     def _attempt(self, command: Callable[[UnitOfWork], R], uow: UnitOfWork) -> R:
         """One try: decide, then write; a conflict propagates for ``_run`` to retry."""
-        result = command(uow)
+        try:
+            result = command(uow)
+        except KamiError:
+            # A refusal (out of stock, not found...) is only as good as what it read.
+            if self._loads.checks_reads:
+                self._loads.check(uow.reads)
+            raise
         events = uow.collect_events()
         if not events:
-            return _with_position(result, self.position())
+            return _with_position(result, self._loads.check(uow.reads))
         if self._committer is not None:
-            ids = self._committer.write([self.mapper.to_stored_event(e) for e in events])
+            ids = self._committer.write([self.mapper.to_stored_event(e) for e in events], uow.reads)
         else:
             # eventsourcing's plain way: one transaction per command.
             ids = [r.notification.id for r in self.events.put(events) if r.notification.id is not None]
+        self._loads.remember(uow.changed)
         self.appended.add(events)
         return _with_position(result, max(ids))
+
+    def _query(self, query: Callable[[UnitOfWork], R]) -> R:
+        """A read: answered from the cache, then checked against the store like a command."""
+        for _ in range(MAX_ATTEMPTS):
+            uow = self._uow()
+            try:
+                return self._attempt(query, uow)
+            except StaleRead as stale:
+                self._loads.refresh(stale.ids)
+        raise Busy("the items kept changing while being read; please retry")
 
     def _now(self) -> datetime:
         return self.clock()
@@ -218,10 +262,10 @@ class Shop(Application[UUID]):
         if parts is None:
             raise Unauthorized(f"not a {kind.__name__.lower()} token")
         owner_id, secret = parts
-        return UnitOfWork(self.repository).peek(owner_id, kind), secret
+        return self._query(lambda uow: uow.peek(owner_id, kind)), secret
 
     def get_merchant(self, merchant_id: UUID) -> Merchant:
-        return UnitOfWork(self.repository).get(merchant_id, Merchant, "merchant")
+        return self._query(lambda uow: uow.get(merchant_id, Merchant, "merchant"))
 
     def change_fee_rate(self, merchant_id: UUID, fee_rate_bps: int, reason: str) -> Done:
         def command(uow: UnitOfWork) -> Done:
@@ -325,7 +369,10 @@ class Shop(Application[UUID]):
     def _stock(self, uow: UnitOfWork, product: Product, now: datetime) -> int:
         if product.delivery != "auto":
             return 0
-        return sum(b.count_available(now) for b in self._buckets(uow, product))
+        # Counted, not changed: the cached buckets themselves, no copies.
+        ids = [bucket_id(product.id, i) for i in range(product.buckets)]
+        buckets = (uow.read(bid, CardBucket, "card bucket") for bid in ids)
+        return sum(b.count_available(now) for b in buckets)
 
     def import_cards(
         self, merchant_id: UUID, product_id: UUID, cards: Sequence[str]
@@ -375,8 +422,10 @@ class Shop(Application[UUID]):
         return self._run(command)
 
     def get_product(self, product_id: UUID) -> ProductView:
-        uow = UnitOfWork(self.repository)
-        product = uow.get(product_id, Product, "product")
+        return self._query(lambda uow: self._product_view(uow, product_id))
+
+    def _product_view(self, uow: UnitOfWork, product_id: UUID) -> ProductView:
+        product = uow.read(product_id, Product, "product")
         return ProductView(
             product_id=product.id,
             merchant_id=product.merchant_id,
@@ -419,7 +468,7 @@ class Shop(Application[UUID]):
         return promoter.id
 
     def get_promoter(self, promoter_id: UUID) -> Promoter:
-        return UnitOfWork(self.repository).get(promoter_id, Promoter, "promoter")
+        return self._query(lambda uow: uow.get(promoter_id, Promoter, "promoter"))
 
     def request_withdrawal(self, promoter_id: UUID, amount: int) -> WithdrawalRequested:
         def command(uow: UnitOfWork) -> WithdrawalRequested:
@@ -537,12 +586,12 @@ class Shop(Application[UUID]):
         return order
 
     def get_order(self, order_id: UUID, token: str | None) -> OrderView:
-        order = self._buyer_order(UnitOfWork(self.repository), order_id, token)
-        return self._order_view(order, reveal=True)
+        return self._query(lambda uow: self._order_view(self._buyer_order(uow, order_id, token), reveal=True))
 
     def get_order_for_merchant(self, order_id: UUID, merchant_id: UUID | None) -> OrderView:
-        order = self._merchant_order(UnitOfWork(self.repository), order_id, merchant_id)
-        return self._order_view(order, reveal=False)
+        return self._query(
+            lambda uow: self._order_view(self._merchant_order(uow, order_id, merchant_id), reveal=False)
+        )
 
     def _order_view(self, order: Order, *, reveal: bool) -> OrderView:
         cards: list[str] | None = None
@@ -926,10 +975,14 @@ class Shop(Application[UUID]):
         """A merchant's list (None: the platform's), read from the aggregate itself."""
         if merchant_id is not None:
             self.get_merchant(merchant_id)  # NotFound for a merchant that does not exist
-        position = self.position()  # read first: the entries are at least this new
-        blacklist = UnitOfWork(self.repository).peek(blacklist_id(merchant_id), Blacklist)
-        entries = sorted(blacklist.entries.values(), key=lambda e: e.contact) if blacklist else []
-        return BlacklistView(merchant_id, entries, position)
+
+        def query(uow: UnitOfWork) -> BlacklistView:
+            blacklist = uow.peek(blacklist_id(merchant_id), Blacklist)
+            entries = sorted(blacklist.entries.values(), key=lambda e: e.contact) if blacklist else []
+            return BlacklistView(merchant_id, entries, 0)
+
+        # The position comes with the check of what was read: the entries are that new.
+        return self._query(query)
 
     def _blacklist(self, uow: UnitOfWork, merchant_id: UUID | None, now: datetime) -> Blacklist:
         if merchant_id is not None:

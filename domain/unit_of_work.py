@@ -5,30 +5,39 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Repository
 from eventsourcing.domain import Aggregate
 
+from domain.aggregate_cache import Loads, version_of
 from domain.exceptions import NotFound
 
 A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository[UUID]) -> None:
-        self._repository = repository
+    def __init__(self, loads: Loads) -> None:
+        self._loads = loads
         self._aggregates: dict[UUID, Aggregate] = {}
         self._read: dict[UUID, Aggregate] = {}
+        # The version of everything loaded (0: it did not exist): the command's decision
+        # rests on these, so they must still be current when it commits.
+        self.reads: dict[UUID, int] = {}
+        # The aggregates that got new events, once collected: the cache takes them on commit.
+        self.changed: list[Aggregate] = []
         # Card buckets this command is working on, so others can steer clear of them.
         self.busy: list[UUID] = []
+
+    def _load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None:
+        aggregate = self._loads.load(aggregate_id, copy=copy)
+        self.reads.setdefault(aggregate_id, version_of(aggregate))
+        return aggregate
 
     def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
         if aggregate_id in self._read:
             raise AssertionError("an aggregate read without a copy cannot be changed in the same command")
         aggregate = self._aggregates.get(aggregate_id)
         if aggregate is None:
-            try:
-                aggregate = self._repository.get(aggregate_id)
-            except AggregateNotFoundError:
+            aggregate = self._load(aggregate_id, copy=True)
+            if aggregate is None:
                 return None
             self._aggregates[aggregate_id] = aggregate
         # An id of another kind is as good as no id: never let a caller mix them up.
@@ -42,9 +51,8 @@ class UnitOfWork:
         """
         aggregate = self._aggregates.get(aggregate_id) or self._read.get(aggregate_id)
         if aggregate is None:
-            try:
-                aggregate = self._repository.get(aggregate_id, deepcopy_from_cache=False)
-            except AggregateNotFoundError:
+            aggregate = self._load(aggregate_id, copy=False)
+            if aggregate is None:
                 return None
             self._read[aggregate_id] = aggregate
         return aggregate if isinstance(aggregate, kind) else None
@@ -68,5 +76,8 @@ class UnitOfWork:
     def collect_events(self) -> list[Any]:
         events: list[Any] = []
         for aggregate in self._aggregates.values():
-            events.extend(aggregate.collect_events())
+            new = aggregate.collect_events()
+            if new:
+                events.extend(new)
+                self.changed.append(aggregate)
         return events

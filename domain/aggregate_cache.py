@@ -1,0 +1,170 @@
+"""Where a command's aggregates come from: the store each time, or a cache checked at commit.
+
+eventsourcing's own cache fast-forwards every cached aggregate with a SELECT on each
+load, to catch writes by other processes; at about ten loads per order that SELECT was
+the largest share of an order's cost. kami's cache does no SELECT on a hit. Instead, every
+command records the version of each aggregate it loaded (0 for one that does not exist),
+and that read set is checked against the store once, when the command's events are
+written (``domain.group_commit``, under the store's table lock) or, for a command that
+writes nothing, by one query of the current versions. A command that read something
+stale is sent back: its stale entries are evicted and it runs again on fresh state. So a
+stale cache costs a retry, never a wrong decision.
+
+Entries are only ever replaced by newer versions: a thread that loaded an old version
+from the store cannot overwrite the version a commit just put there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from copy import deepcopy
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
+from eventsourcing.domain import Aggregate
+
+from domain.event_store import ShopRecorder
+from domain.exceptions import ConcurrencyConflict
+
+DEFAULT_MAXSIZE = 20_000
+
+
+class StaleRead(ConcurrencyConflict):
+    """A command decided on aggregates that changed since it loaded them."""
+
+    def __init__(self, ids: Iterable[UUID]) -> None:
+        self.ids = frozenset(ids)
+        super().__init__(f"{len(self.ids)} aggregate(s) changed under the command")
+
+
+class Loads(Protocol):
+    """What a unit of work loads aggregates from."""
+
+    # Whether a command's reads must be checked before its outcome is trusted.
+    checks_reads: bool
+
+    def load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None: ...
+
+    def check(self, reads: Mapping[UUID, int]) -> int:
+        """Raise StaleRead if any of these versions is no longer current; else the log head."""
+
+    def remember(self, aggregates: Iterable[Aggregate]) -> None: ...
+
+    def refresh(self, ids: Iterable[UUID]) -> None:
+        """Bring these entries up to the store's current version."""
+
+
+class StoreLoads:
+    """eventsourcing's plain way: every load reconstructs the aggregate from the store."""
+
+    checks_reads = False
+
+    def __init__(self, repository: Repository[UUID], recorder: Any) -> None:
+        self._repository = repository
+        self._recorder = recorder
+
+    def load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None:
+        try:
+            return self._repository.get(aggregate_id, deepcopy_from_cache=copy)
+        except AggregateNotFoundError:
+            return None
+
+    def check(self, reads: Mapping[UUID, int]) -> int:
+        return int(self._recorder.max_notification_id() or 0)
+
+    def remember(self, aggregates: Iterable[Aggregate]) -> None:
+        pass
+
+    def refresh(self, ids: Iterable[UUID]) -> None:
+        pass
+
+
+_ABSENT = object()
+
+
+class CachedLoads:
+    """Aggregates kept between commands; reads are checked when the command ends."""
+
+    checks_reads = True
+
+    def __init__(
+        self, repository: Repository[UUID], recorder: ShopRecorder, maxsize: int = DEFAULT_MAXSIZE
+    ) -> None:
+        if repository.cache is not None:
+            raise ValueError("the repository's own cache must be off: it would fast-forward every load")
+        self._repository = repository
+        self._recorder = recorder
+        self._maxsize = maxsize
+        self._entries: OrderedDict[UUID, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None:
+        with self._lock:
+            entry = self._entries.get(aggregate_id)
+            if entry is not None:
+                self._entries.move_to_end(aggregate_id)
+        if entry is None:
+            try:
+                entry = self._repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                entry = _ABSENT
+            self._put(aggregate_id, entry)
+        if entry is _ABSENT:
+            return None
+        # Cached objects are shared and never changed in place: a command that will
+        # change one works on its own copy, which replaces the entry once committed.
+        return deepcopy(entry) if copy else entry
+
+    def check(self, reads: Mapping[UUID, int]) -> int:
+        current, head = self._recorder.versions_and_head(list(reads))
+        stale = stale_reads(reads, current)
+        if stale:
+            raise StaleRead(stale)
+        return head
+
+    def remember(self, aggregates: Iterable[Aggregate]) -> None:
+        for aggregate in aggregates:
+            self._put(aggregate.id, aggregate)
+
+    def refresh(self, ids: Iterable[UUID]) -> None:
+        # Fast-forward rather than drop: rebuilding a busy card bucket from its first
+        # event would cost far more than reading the few events it missed.
+        for aggregate_id in ids:
+            with self._lock:
+                entry = self._entries.get(aggregate_id)
+            if entry is None:
+                continue
+            if entry is _ABSENT:
+                with self._lock:
+                    if self._entries.get(aggregate_id) is _ABSENT:
+                        del self._entries[aggregate_id]
+                continue
+            missed = list(self._repository.event_store.get(aggregate_id, gt=entry.version))
+            if missed:
+                self._put(aggregate_id, project_aggregate(deepcopy(entry), missed))
+
+    def _put(self, aggregate_id: UUID, entry: Any) -> None:
+        with self._lock:
+            held = self._entries.get(aggregate_id)
+            if held is not None and _version(held) > _version(entry):
+                return  # a commit already put a newer version here
+            self._entries[aggregate_id] = entry
+            self._entries.move_to_end(aggregate_id)
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+
+
+def version_of(aggregate: Aggregate | None) -> int:
+    return 0 if aggregate is None else int(aggregate.version)
+
+
+def _version(entry: Any) -> int:
+    return 0 if entry is _ABSENT else int(entry.version)
+
+
+def stale_reads(reads: Mapping[UUID, int], current: Mapping[UUID, int]) -> list[UUID]:
+    """The ids whose stored version is not the version the command read."""
+    return [oid for oid, seen in reads.items() if current.get(oid, 0) != seen]
