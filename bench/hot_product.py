@@ -32,12 +32,9 @@ from eventsourcing.persistence import IntegrityError
 from psycopg_pool import ConnectionPool
 
 from bench.orders import _percentile, run_buyers
-from domain.card_stock import CardBucket
 from domain.exceptions import Busy, ConcurrencyConflict
-from domain.merchant import Merchant
 from domain.order import DELIVERED
-from domain.product import DEFAULT_BUCKETS, Product
-from domain.results import ProductCreated
+from domain.product import DEFAULT_BUCKETS
 from domain.shop import Shop
 from domain.unit_of_work import UnitOfWork
 from kami.bootstrap import Kami, eventsourcing_env
@@ -71,7 +68,7 @@ class Config:
 
 
 class HotShop(Shop):
-    """``Shop`` with a product listed in any number of buckets, and its retries counted."""
+    """``Shop`` with its retries counted."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,19 +83,6 @@ class HotShop(Shop):
                 self.conflicts += 1  # Shop._run retries it
             raise
 
-    def list_product_in(self, merchant_id: uuid.UUID, title: str, price: int, buckets: int) -> ProductCreated:
-        """``list_product`` for an auto-delivered product whose stock has ``buckets`` buckets."""
-
-        def command(uow: UnitOfWork) -> ProductCreated:
-            now = self._now()
-            uow.get(merchant_id, Merchant, "merchant")
-            product = Product.create(merchant_id, title, price, "auto", (), None, now, buckets=buckets)
-            uow.add(product)
-            for index in range(product.buckets):
-                uow.add(CardBucket.open(product.id, merchant_id, index, now))
-            return ProductCreated(product.id, 0)
-
-        return self._run(command)
 
 
 def open_hot_shop(database_url: str) -> Kami:
@@ -123,7 +107,8 @@ class Run:
 
 
 def stocked_product(shop: HotShop, merchant_id: uuid.UUID, buckets: int, cards: int) -> uuid.UUID:
-    product_id = shop.list_product_in(merchant_id, f"hot card x{buckets}", PRICE, buckets).product_id
+    listed = shop.list_product(merchant_id, f"hot card x{buckets}", PRICE, "auto", buckets=buckets)
+    product_id = listed.product_id
     if shop.get_product(product_id).stock != 0:
         raise RuntimeError("a new product has stock")
     keys = [f"HOT-{uuid.uuid4().hex}" for _ in range(cards)]

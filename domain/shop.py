@@ -66,7 +66,7 @@ from domain.merchant import Merchant
 from domain.order import DELIVERED, PAID, PENDING, Order
 from domain.payment import APPLIED, RETURNED, Payment
 from domain.posting import Posting
-from domain.product import Product
+from domain.product import DEFAULT_BUCKETS, Product
 from domain.promoter import Promoter, PromoterCode, new_code, normalise_code
 from domain.promoter_levels import BASE_LEVEL, level_for
 from domain.results import (
@@ -325,12 +325,15 @@ class Shop(Application[UUID]):
         delivery: str,
         wholesale: Sequence[tuple[int, int]] = (),
         max_per_order: int | None = None,
+        buckets: int = DEFAULT_BUCKETS,
     ) -> ProductCreated:
+        """List a product; an auto-delivered one's stock is split over ``buckets`` streams."""
+
         def command(uow: UnitOfWork) -> ProductCreated:
             now = self._now()
             uow.get(merchant_id, Merchant, "merchant")
             product = Product.create(
-                merchant_id, title, price, delivery, wholesale, max_per_order, now
+                merchant_id, title, price, delivery, wholesale, max_per_order, now, buckets=buckets
             )
             uow.add(product)
             if delivery == "auto":

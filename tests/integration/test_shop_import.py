@@ -131,3 +131,14 @@ def test_bad_imports_are_refused_and_store_nothing(shop: Shop) -> None:
         shop.import_cards(shop.get_product(manual).merchant_id, manual, ["good"])
     assert shop.position() == before
     assert shop.get_product(product_id).stock == 0
+
+
+def test_a_product_listed_in_one_bucket_keeps_all_its_stock_there(shop: Shop) -> None:
+    merchant = shop.register_merchant(f"m-{uuid4().hex[:8]}", "m@example.com")
+    product_id = shop.list_product(merchant.merchant_id, "One stream", 500, "auto", buckets=1).product_id
+    shop.import_cards(merchant.merchant_id, product_id, [f"K-{uuid4().hex}" for _ in range(5)])
+
+    assert shop.repository.get(product_id).buckets == 1
+    only = shop.repository.get(bucket_id(product_id, 0))
+    assert isinstance(only, CardBucket) and len(only.cards) == 5
+    assert shop.get_product(product_id).stock == 5
