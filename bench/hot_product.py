@@ -19,7 +19,6 @@ figures are medians.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import threading
@@ -31,7 +30,7 @@ from typing import Any, TypeVar
 from eventsourcing.persistence import IntegrityError
 from psycopg_pool import ConnectionPool
 
-from bench.orders import _percentile, run_buyers
+from bench.orders import Config, _percentile, run_buyers
 from domain.exceptions import Busy, ConcurrencyConflict
 from domain.order import DELIVERED
 from domain.product import DEFAULT_BUCKETS
@@ -47,24 +46,8 @@ IMPORT_CHUNK = 10_000
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
-class Config:
-    concurrency: int = 8
-    orders: int = 600
-    repeats: int = 5
-    warmup: int = 200
-
-    @classmethod
-    def from_env(cls) -> Config:
-        def number(name: str, default: int) -> int:
-            return int(os.environ.get(f"KAMI_BENCH_HOT_{name}", default))
-
-        return cls(
-            concurrency=number("CONCURRENCY", cls.concurrency),
-            orders=number("COUNT", cls.orders),
-            repeats=number("REPEATS", cls.repeats),
-            warmup=number("WARMUP", cls.warmup),
-        )
+# The same knobs as the orders benchmark, fewer orders: one product's stock per repeat.
+DEFAULTS = Config(concurrency=8, orders=600, repeats=5, warmup=200)
 
 
 class HotShop(Shop):
@@ -184,7 +167,7 @@ VARIANTS: dict[str, int] = {"kami": DEFAULT_BUCKETS, "one_bucket": 1}
 
 
 def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, Any]]:
-    config = config or Config.from_env()
+    config = config or Config.from_env("KAMI_BENCH_HOT", DEFAULTS)
     kami = open_hot_shop(database_url)
     try:
         shop = kami.shop

@@ -52,15 +52,18 @@ class Config:
     warmup: int = 300
 
     @classmethod
-    def from_env(cls) -> Config:
+    def from_env(cls, prefix: str = "KAMI_BENCH_ORDERS", defaults: Config | None = None) -> Config:
+        """``defaults`` (these class defaults if None), each overridden by ``{prefix}_NAME``."""
+        base = defaults or cls()
+
         def number(name: str, default: int) -> int:
-            return int(os.environ.get(f"KAMI_BENCH_ORDERS_{name}", default))
+            return int(os.environ.get(f"{prefix}_{name}", default))
 
         return cls(
-            concurrency=number("CONCURRENCY", cls.concurrency),
-            orders=number("COUNT", cls.orders),
-            repeats=number("REPEATS", cls.repeats),
-            warmup=number("WARMUP", cls.warmup),
+            concurrency=number("CONCURRENCY", base.concurrency),
+            orders=number("COUNT", base.orders),
+            repeats=number("REPEATS", base.repeats),
+            warmup=number("WARMUP", base.warmup),
         )
 
 
