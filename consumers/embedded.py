@@ -4,13 +4,27 @@ It follows the live version of each read model. When a rebuild promotes a new ve
 (``consumers.rebuild``), the follower notices on its next idle round (at least every
 second, even under load) and swaps the projection for the promoted one. Until then the
 old version's position row is gone, so its steps simply leave it alone.
+
+Several processes may serve the API against one database (``kami serve --workers N``,
+or replicas): each starts a follower, and exactly one follows. The follower first takes
+a session-level PostgreSQL advisory lock (``FOLLOWER_LOCK_KEY``) on a connection of its
+own and keeps it while it follows; the others stand by, trying again every
+``standby_poll_s``. The lock goes with its session, so when the holder's process dies
+(its connections close) a standby takes over within a poll. The projections' steps are
+safe under two runners anyway (row locks on the positions), but the process managers'
+ticks and the hash chain are cheapest done once, and one follower batches best.
+The lock connection's ``application_name`` names the holder's process id, so ops (and
+tests) can see which process follows: ``SELECT application_name FROM pg_stat_activity``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg
 from eventsourcing import persistence
@@ -27,6 +41,10 @@ from projections.registry import build_live
 
 log = logging.getLogger(__name__)
 
+FOLLOWER_LOCK_KEY = 0x6B616D66  # "kamf"; the relay's is "kami"
+STANDBY_POLL_S = 0.5
+APPLICATION_NAME = "kami follower"
+
 # Errors that say the database is away for a moment, not that a batch is bad.
 TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
@@ -38,8 +56,20 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 class EmbeddedWorkers:
     """The read models, the process managers' ticks and the hash chain, on one thread."""
 
-    def __init__(self, kami: Kami, consumers: Sequence[Consumer] | None = None) -> None:
+    def __init__(
+        self,
+        kami: Kami,
+        consumers: Sequence[Consumer] | None = None,
+        *,
+        gather_s: float = 0.0,
+        standby_poll_s: float = STANDBY_POLL_S,
+    ) -> None:
         self._kami = kami
+        self._gather_s = gather_s
+        self._standby_poll_s = standby_poll_s
+        # Set while this follower holds the lock and follows; clear while it stands by.
+        self.active = threading.Event()
+        self._lock_conn: psycopg.Connection[Any] | None = None
         self.deadlines = DeadlineManager(kami.shop, kami.pool)
         self.tiering = TieringManager(kami.shop, kami.pool, policy_from_env())
         self.levels = PromoterLevelManager(kami.shop, kami.pool)
@@ -65,6 +95,11 @@ class EmbeddedWorkers:
         return self
 
     def on_idle(self) -> None:
+        # A lock whose session died (a restarted database, a killed backend) is no longer
+        # held: another process may be following already. Raising a transient error
+        # makes this one stand by again rather than follow alongside it.
+        if self._lock_conn is not None:
+            self._lock_conn.execute("SELECT 1")
         self.follow_promotions()
         self.deadlines.tick()
         self.tiering.tick()
@@ -97,11 +132,37 @@ class EmbeddedWorkers:
             swapped.append(promoted.name)
         return swapped
 
+    @contextlib.contextmanager
+    def _leadership(self) -> Iterator[bool]:
+        """Hold the follower lock for the block; yields False if stopped while standing by."""
+        name = f"{APPLICATION_NAME} {os.getpid()}"
+        with psycopg.connect(self._kami.pool.conninfo, autocommit=True, application_name=name) as conn:
+            while not self._stop.is_set():
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (FOLLOWER_LOCK_KEY,)).fetchone()
+                if row and row[0]:
+                    break
+                self._stop.wait(self._standby_poll_s)
+            else:
+                yield False
+                return
+            self._lock_conn = conn
+            self.active.set()
+            log.info("following the log (process %s)", os.getpid())
+            try:
+                yield True
+            finally:
+                self.active.clear()
+                self._lock_conn = None
+                # Closing the session frees the lock; a broken session has freed it already.
+
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                self.runner.run_forever(self._stop, on_idle=self.on_idle)
+                with self._leadership() as leading:
+                    if not leading:
+                        return
+                    self.runner.run_forever(self._stop, on_idle=self.on_idle, gather=self._gather_s)
                 return
             except TRANSIENT as error:
                 # A dropped connection or a restarting database: nothing of the batch was

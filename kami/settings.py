@@ -50,6 +50,10 @@ class SettingsError(Exception):
 
 DEFAULT_KAFKA_TOPIC = "kami.events"
 DEFAULT_KAFKA_PARTITIONS = 8
+# How long the embedded follower lets commits gather after a notification wakes it, so
+# that one batch (one read, one transaction, one position update) carries many of them.
+# Reads of the order itself never wait on the follower; only views (``?after=``) do.
+DEFAULT_FOLLOWER_GATHER_MS = 5
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Settings:
     generated: tuple[str, ...] = ()
     kafka_topic: str = DEFAULT_KAFKA_TOPIC
     kafka_partitions: int = DEFAULT_KAFKA_PARTITIONS
+    follower_gather_ms: int = DEFAULT_FOLLOWER_GATHER_MS
 
     @property
     def embedded(self) -> bool:
@@ -148,6 +153,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         generated=generated,
         kafka_topic=_text(env, "KAMI_KAFKA_TOPIC") or DEFAULT_KAFKA_TOPIC,
         kafka_partitions=_positive_int(env, "KAMI_KAFKA_PARTITIONS", DEFAULT_KAFKA_PARTITIONS),
+        follower_gather_ms=_positive_int(
+            env, "KAMI_FOLLOWER_GATHER_MS", DEFAULT_FOLLOWER_GATHER_MS, minimum=0
+        ),
     )
 
 
@@ -201,7 +209,7 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = _text(env, name)
     if raw is None:
         return default
@@ -209,8 +217,9 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}", (name,)) from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}", (name,))
+    if value < minimum:
+        floor = "positive" if minimum == 1 else f"at least {minimum}"
+        raise SettingsError(f"{name} must be {floor}, got {value}", (name,))
     return value
 
 
