@@ -1,14 +1,35 @@
-"""``kami serve``: the HTTP API, on the embedded PostgreSQL or on KAMI_DATABASE_URL."""
+"""``kami serve``: the HTTP API, on the embedded PostgreSQL or on KAMI_DATABASE_URL.
+
+With ``--workers N`` (N > 1) this process becomes a small supervisor: it resolves the
+database (starting the embedded PostgreSQL, whose lifetime stays tied to this process),
+seeds the demo once, prints the banner, binds the listening socket and starts N worker
+processes that share it. Each worker builds its own Kami (pool, Shop) and runs uvicorn;
+the write side is safe across processes because every command's consistency rests on
+PostgreSQL (unique versions, row locks), not on anything in one process's memory. Every
+worker also starts the embedded log follower, which stands by on a PostgreSQL advisory
+lock (``consumers.embedded``): exactly one follows the log, and another takes over if
+its process dies. A worker that dies is replaced.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import multiprocessing
 import signal
+import socket
 import threading
+import time
 from types import FrameType
 from typing import Any, NoReturn
 
 from kami.settings import Settings, load_settings
+
+log = logging.getLogger("kami.serve")
+
+# A worker that keeps dying at start must not be respawned in a tight loop.
+RESPAWN_BACKOFF_S = 1.0
+STOP_GRACE_S = 20.0
 
 
 def register(commands: Any) -> None:  # argparse's subparsers action has no public type
@@ -23,55 +44,187 @@ def register(commands: Any) -> None:  # argparse's subparsers action has no publ
     parser.add_argument(
         "--demo", action="store_true", help="seed a demo shop (once) and print its credentials"
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="API processes sharing the port (default 1); one of them follows the log",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (off by default: it costs CPU on every request)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     # Settings first: a configuration error must be reported before anything heavy runs.
     settings = load_settings()
+    if args.workers > 1:
+        return _supervise(args, settings)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     # Heavy imports here, not at module level, so that `kami --help` stays fast.
     import uvicorn
 
-    from api.main import create_app
-    from api.settings import ApiSettings
-    from consumers.embedded import EmbeddedWorkers
     from kami.commands.common import open_kami
     from kami.demo import describe, seed_demo
 
     kami = open_kami(settings)
-    workers: EmbeddedWorkers | None = None
     try:
         demo = seed_demo(kami.shop, settings.home / "demo.json") if args.demo else None
-        app = create_app(
-            kami,
-            ApiSettings(
-                admin_token=settings.admin_token,
-                auditor_token=settings.auditor_token,
-                payment_secret=settings.payment_secret,
-                epay_key=settings.epay_key,
-            ),
-        )
-        # Embedded, the log follower in this process keeps the read models and drives the
-        # process managers (order expiry, commission settlement). With Kafka, `kami relay`
-        # and `kami consume` do that, and this process only serves the API.
-        if not settings.kafka_bootstrap:
-            workers = EmbeddedWorkers(kami).start()
-        base_url = f"http://{_display_host(args.host)}:{args.port}"
-        print(_banner(settings, base_url), flush=True)
-        if demo is not None:
-            shown_secret = settings.payment_secret if settings.embedded else None
-            print(describe(demo, base_url, shown_secret), flush=True)
-        # uvicorn handles SIGINT/SIGTERM and returns, so the finally below (and the
-        # embedded server's own exit hook) still run on Ctrl-C or `docker stop`.
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        app, follower = _app(kami, settings)
+        try:
+            base_url = f"http://{_display_host(args.host)}:{args.port}"
+            print(_banner(settings, base_url, 1), flush=True)
+            if demo is not None:
+                shown_secret = settings.payment_secret if settings.embedded else None
+                print(describe(demo, base_url, shown_secret), flush=True)
+            # uvicorn handles SIGINT/SIGTERM and returns, so the finally below (and the
+            # embedded server's own exit hook) still run on Ctrl-C or `docker stop`.
+            uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log)
+        finally:
+            if follower is not None:
+                follower.stop()
     finally:
-        if workers is not None:
-            workers.stop()
         kami.close()
     return 0
+
+
+def _app(kami: Any, settings: Settings) -> tuple[Any, Any]:
+    """The FastAPI app around ``kami``, and the embedded follower started for it (None
+    with Kafka, where `kami relay` and `kami consume` keep the read models instead)."""
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from consumers.embedded import EmbeddedWorkers
+
+    app = create_app(
+        kami,
+        ApiSettings(
+            admin_token=settings.admin_token,
+            auditor_token=settings.auditor_token,
+            payment_secret=settings.payment_secret,
+            epay_key=settings.epay_key,
+        ),
+    )
+    # Embedded, the log follower keeps the read models and drives the process managers
+    # (order expiry, commission settlement). It takes the follower lock first, so that
+    # however many processes serve, one follows.
+    follower = None
+    if not settings.kafka_bootstrap:
+        follower = EmbeddedWorkers(kami, gather_s=settings.follower_gather_ms / 1000).start()
+    return app, follower
+
+
+# ------------------------------------------------------------------- several workers
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from kami.commands.common import open_kami, resolve_database_url
+    from kami.demo import describe, seed_demo
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # Resolved here, once: the workers get the URL and never start (nor, on exit, stop)
+    # the embedded server; this process is its user and stops it when it exits.
+    database_url = resolve_database_url(settings)
+    demo = None
+    if args.demo:
+        kami = open_kami(settings)
+        try:
+            demo = seed_demo(kami.shop, settings.home / "demo.json")
+        finally:
+            kami.close()
+    config = uvicorn.Config("api.main:create_app", host=args.host, port=args.port, log_level="info")
+    sock = config.bind_socket()
+    base_url = f"http://{_display_host(args.host)}:{args.port}"
+    print(_banner(settings, base_url, args.workers), flush=True)
+    if demo is not None:
+        shown_secret = settings.payment_secret if settings.embedded else None
+        print(describe(demo, base_url, shown_secret), flush=True)
+
+    # Spawned, not forked: a fork would copy this process's threads' locks and the
+    # embedded server's handle, and every worker builds its own pool anyway.
+    context = multiprocessing.get_context("spawn")
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(
+            target=_worker_main,
+            args=(settings, database_url, sock, args.host, args.port, args.access_log),
+            name=f"kami-serve-{index}",
+        )
+        process.start()
+        return process
+
+    workers = [start(i) for i in range(args.workers)]
+    try:
+        while not stop.wait(0.5):
+            for i, process in enumerate(workers):
+                if process.is_alive():
+                    continue
+                log.warning("worker %s exited with %s; starting another", process.name, process.exitcode)
+                process.join()
+                if stop.wait(RESPAWN_BACKOFF_S):
+                    break
+                workers[i] = start(i)
+    finally:
+        for process in workers:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        sock.close()
+    return 0
+
+
+def _worker_main(
+    settings: Settings, database_url: str, sock: socket.socket, host: str, port: int, access_log: bool
+) -> None:
+    """One API process of ``--workers N``: its own Kami, app and standby follower."""
+    import uvicorn
+
+    from kami.bootstrap import build
+
+    # uvicorn handles SIGTERM (the supervisor's stop) and Ctrl-C (which reaches the whole
+    # process group) gracefully, then re-raises the signal for the handler it found: this
+    # one, so that the follower and the pool are closed on the way out.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    kami = build(database_url, settings=settings.shop_settings())
+    try:
+        app, follower = _app(kami, settings)
+        try:
+            config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log)
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            if follower is not None:
+                follower.stop()
+    finally:
+        kami.close()
+
+
+# --------------------------------------------------------------------------- shared
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
@@ -88,7 +241,7 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _banner(settings: Settings, base_url: str) -> str:
+def _banner(settings: Settings, base_url: str, workers: int) -> str:
     lines = [
         "",
         "kami is starting",
@@ -96,6 +249,8 @@ def _banner(settings: Settings, base_url: str) -> str:
         f"  docs     {base_url}/docs",
         f"  health   {base_url}/healthz",
     ]
+    if workers > 1:
+        lines.append(f"  workers  {workers} processes; one of them follows the log")
     if settings.embedded:
         lines += [
             f"  database embedded PostgreSQL, data in {settings.pgdata}",
