@@ -343,6 +343,8 @@ class KafkaGroup:
                         self.apply(batch)
                     except _Promoted:
                         self._adopt_promoted()
+                        # The poll was rolled back: read it again, whatever was swapped.
+                        self._seek(tp.partition for tp in kafka.assignment())
                 elif self._on_idle is not None:
                     self._on_idle()
                 if any(self.stopped.values()):

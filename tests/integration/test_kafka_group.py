@@ -56,7 +56,9 @@ class Running:
         self.stop = threading.Event()
         self.group = group
         self.relay = threading.Thread(
-            target=Relay(kami.database_url, kami.shop.recorder, bootstrap, topic, PARTITIONS, batch_size=25).run,
+            target=Relay(
+                kami.database_url, kami.shop.recorder, bootstrap, topic, PARTITIONS, batch_size=25
+            ).run,
             args=(self.stop,),
         )
         self.consumer = threading.Thread(target=self._consume)
@@ -202,7 +204,8 @@ def test_one_consumer_stops_on_a_dead_letter_while_the_other_goes_on_until_a_ret
             running.wait_for(at_head(system, ledger.name), "the ledger")
             head = system.shop.position()
             running.wait_for(
-                lambda: _others_at(system, dashboard.name, letter.kafka_partition, head), "the dashboard's others"
+                lambda: _others_at(system, dashboard.name, letter.kafka_partition, head),
+                "the dashboard's others",
             )
             assert position(system, dashboard.name) < poison.id
             assert group.stopped[dashboard.name] == {letter.kafka_partition}
