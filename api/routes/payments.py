@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import PaymentKeysDep, ShopDep
 from api.errors import UNAVAILABLE_ERRORS, error_responses
@@ -83,7 +84,7 @@ def _sandbox_openapi() -> dict[str, Any]:
     responses=error_responses(400, 404, 409, 422),
     openapi_extra=_sandbox_openapi(),
 )
-def sandbox_notify(
+async def sandbox_notify(
     body: RawBody,
     shop: ShopDep,
     keys: PaymentKeysDep,
@@ -100,7 +101,10 @@ def sandbox_notify(
     except ValidationError as error:
         # Located under "body" like every other request body's errors.
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from None
-    result = shop.record_payment("sandbox", note.order_id, note.txn_id, note.amount)
+    # Async with the Shop's blocking call sent to the pool by hand: one hop, where a sync
+    # route takes two (the call, then FastAPI's validation of the answer). The signature
+    # and the body are checked on the event loop: CPU only, a few microseconds.
+    result = await run_in_threadpool(shop.record_payment, "sandbox", note.order_id, note.txn_id, note.amount)
     return PaymentOut.model_validate(
         {
             "order_id": result.order_id,
