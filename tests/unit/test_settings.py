@@ -147,6 +147,18 @@ def test_a_bad_duration_is_refused_by_name(tmp_path: Path, value: str) -> None:
         load_settings({"KAMI_HOME": str(tmp_path), "KAMI_ORDER_TTL_MINUTES": value})
 
 
+def test_the_follower_gathers_nothing_by_default_and_any_whole_milliseconds_if_told(tmp_path: Path) -> None:
+    assert load_settings({"KAMI_HOME": str(tmp_path)}).follower_gather_ms == 0
+    told = load_settings({"KAMI_HOME": str(tmp_path), "KAMI_FOLLOWER_GATHER_MS": "5"})
+    assert told.follower_gather_ms == 5
+
+
+@pytest.mark.parametrize("value", ["-1", "five", "2.5"])
+def test_a_bad_follower_gather_is_refused_by_name(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="KAMI_FOLLOWER_GATHER_MS"):
+        load_settings({"KAMI_HOME": str(tmp_path), "KAMI_FOLLOWER_GATHER_MS": value})
+
+
 def test_a_malformed_database_url_is_refused_by_name() -> None:
     with pytest.raises(SettingsError, match="KAMI_DATABASE_URL"):
         load_settings({"KAMI_DATABASE_URL": "host=x port", **_secrets()})
