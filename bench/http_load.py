@@ -1,10 +1,14 @@
 """Orders over HTTP against a real ``kami serve`` (issue 6, "Load"): at least 500 orders/s
 with p99 under 50 ms on the 2-core machine.
 
-The server: ``kami serve`` as a subprocess on a loopback port, against the benchmark's
-fresh database (``KAMI_DATABASE_URL``), random secrets and a temporary ``KAMI_HOME``, so
-as ops run it: one uvicorn process, the embedded log follower (read models, process
-managers, hash chain) in the same process. The benchmark waits on ``/healthz``, then sets
+The server: ``python -m kami.cli serve --host 127.0.0.1 --port P --workers W`` as a
+subprocess, against the benchmark's fresh database (``KAMI_DATABASE_URL``), random
+secrets and a temporary ``KAMI_HOME``, so as ops run it with the defaults: W = 1 (set
+``KAMI_BENCH_HTTP_SERVER_WORKERS``), one uvicorn process on uvloop and httptools, no
+access log, the embedded log follower (read models, process managers, hash chain) in
+the same process, ``KAMI_FOLLOWER_GATHER_MS`` as in the environment (default 0). With
+W > 1 the server is the supervisor and its W worker processes, one of which follows;
+the server's CPU then counts them all. The benchmark waits on ``/healthz``, then sets
 up over the API: merchants, auto-delivered products, their cards.
 
 The load generator: a separate process (``multiprocessing``, spawned) with ``workers``
@@ -54,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from bench.cpu import CpuMeter, backends, main_thread_seconds
@@ -76,6 +81,8 @@ class Config:
     light_workers: int = 2
     products: int = 8
     cards_per_product: int = 2_500
+    # `kami serve --workers`: API processes sharing the port, one of them following.
+    server_workers: int = 1
 
     @classmethod
     def from_env(cls) -> Config:
@@ -89,6 +96,7 @@ class Config:
             light_workers=int(number("LIGHT_WORKERS", cls.light_workers)),
             products=int(number("PRODUCTS", cls.products)),
             cards_per_product=int(number("CARDS", cls.cards_per_product)),
+            server_workers=int(number("SERVER_WORKERS", cls.server_workers)),
         )
 
 
@@ -251,7 +259,7 @@ def _free_port() -> int:
 class Server:
     """``kami serve`` on a free loopback port, against ``database_url``."""
 
-    def __init__(self, database_url: str, home: Path, *, follower: bool = True) -> None:
+    def __init__(self, database_url: str, home: Path, *, follower: bool = True, workers: int = 1) -> None:
         self.port = _free_port()
         self.secrets = {name: secrets.token_urlsafe(24) for name in SECRET_VARS}
         env = {
@@ -273,7 +281,7 @@ class Server:
             # connects to this address.
             env["KAMI_KAFKA_BOOTSTRAP"] = "127.0.0.1:9"
         self._log = home / f"serve{'' if follower else '-api-only'}.log"
-        argv = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        argv = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
         with self._log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, *kami_command("serve"), *argv],
@@ -281,6 +289,14 @@ class Server:
                 stdout=log,
                 stderr=log,
             )
+
+    def pids(self) -> list[int]:
+        """The server's processes: with ``--workers N`` the supervisor and its workers."""
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        return [self.process.pid, *(c.pid for c in children)]
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -376,24 +392,25 @@ def load(
     with psycopg.connect(database_url, autocommit=True) as conn:
         meter = CpuMeter(
             {
-                "server": lambda: [server.process.pid],
+                "server": server.pids,
                 "generator": lambda: [generator.pid] if generator.pid else [],
                 "postgres": lambda: backends(conn),
             }
         )
         time.sleep(max(0.0, window[0] - time.time()))
         meter.start()
-        loop_before = main_thread_seconds(server.process.pid)
+        loop_before = sum(main_thread_seconds(pid) for pid in server.pids())
         time.sleep(max(0.0, window[1] - time.time()))
         cpu = meter.stop()
-        cpu["server_event_loop"] = round(main_thread_seconds(server.process.pid) - loop_before, 2)
+        loop_after = sum(main_thread_seconds(pid) for pid in server.pids())
+        cpu["server_event_loop"] = round(loop_after - loop_before, 2)
         if not receive.poll(60):
             raise TimeoutError("the load generator did not report")
         kind, result = receive.recv()
     generator.join(timeout=30)
     if kind != "ok":
         raise RuntimeError(f"the load generator failed: {result}")
-    summary = summarise(result, window, cpu, workers)
+    summary = summarise(result, window, cpu, workers, config.server_workers)
     print(
         f"bench http: {workers:2} clients: {summary['orders_per_s']:6.1f} orders/s,"
         f" p50 {summary['p50_ms']} / p99 {summary['p99_ms']} ms",
@@ -406,7 +423,7 @@ def load(
 def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, Any]]:
     config = config or Config.from_env()
     with tempfile.TemporaryDirectory(prefix="kami-bench-http-") as home:
-        server = Server(database_url, Path(home))
+        server = Server(database_url, Path(home), workers=config.server_workers)
         try:
             server.wait_healthy()
             began = time.perf_counter()
@@ -421,7 +438,7 @@ def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, 
             light = load(server, database_url, products, config.light_workers, config)
         finally:
             server.stop()
-        api_only = Server(database_url, Path(home), follower=False)
+        api_only = Server(database_url, Path(home), follower=False, workers=config.server_workers)
         try:
             api_only.wait_healthy()
             alone = load(api_only, database_url, set_up(api_only, config), config.workers, config)
@@ -448,7 +465,11 @@ def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, 
 
 
 def summarise(
-    result: dict[str, Any], window: tuple[float, float], cpu: dict[str, float], workers: int
+    result: dict[str, Any],
+    window: tuple[float, float],
+    cpu: dict[str, float],
+    workers: int,
+    server_workers: int = 1,
 ) -> dict[str, Any]:
     inside = [i for i, t in enumerate(result["done_at"]) if window[0] <= t <= window[1]]
 
@@ -482,7 +503,14 @@ def summarise(
         "cpu_s": cpu,
         "cores_busy": round(sum(v for k, v in cpu.items() if k != "server_event_loop") / seconds, 2),
         "server_cpu_per_order_ms": round(cpu["server"] / len(inside) * 1000, 2) if inside else None,
-        "server": "kami serve (one uvicorn process, the embedded follower in it) on loopback",
+        "server_workers": server_workers,
+        "server": (
+            "kami serve (one uvicorn process on uvloop + httptools, no access log, the embedded"
+            " follower in it) on loopback"
+            if server_workers == 1
+            else f"kami serve --workers {server_workers} (a supervisor and {server_workers} uvicorn"
+            " processes on one port, one of them following the log) on loopback"
+        ),
         "generator": f"a spawned process, {workers} threads in closed loops, http.client keep-alive",
     }
 
