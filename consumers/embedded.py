@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 FOLLOWER_LOCK_KEY = 0x6B616D66  # "kamf"; the relay's is "kami"
 STANDBY_POLL_S = 0.5
+LOCK_CHECK_EVERY_S = 0.25
 APPLICATION_NAME = "kami follower"
 
 # Errors that say the database is away for a moment, not that a batch is bad.
@@ -70,6 +72,7 @@ class EmbeddedWorkers:
         # Set while this follower holds the lock and follows; clear while it stands by.
         self.active = threading.Event()
         self._lock_conn: psycopg.Connection[Any] | None = None
+        self._lock_checked_at = 0.0
         self.deadlines = DeadlineManager(kami.shop, kami.pool)
         self.tiering = TieringManager(kami.shop, kami.pool, policy_from_env())
         self.levels = PromoterLevelManager(kami.shop, kami.pool)
@@ -97,9 +100,13 @@ class EmbeddedWorkers:
     def on_idle(self) -> None:
         # A lock whose session died (a restarted database, a killed backend) is no longer
         # held: another process may be following already. Raising a transient error
-        # makes this one stand by again rather than follow alongside it.
-        if self._lock_conn is not None:
+        # makes this one stand by again rather than follow alongside it. Asked a few
+        # times a second, not after every catch-up: under light load that is one wake-up
+        # per commit, and a round trip each would be a cost for nothing.
+        now = time.monotonic()
+        if self._lock_conn is not None and now - self._lock_checked_at >= LOCK_CHECK_EVERY_S:
             self._lock_conn.execute("SELECT 1")
+            self._lock_checked_at = now
         self.follow_promotions()
         self.deadlines.tick()
         self.tiering.tick()
