@@ -27,8 +27,10 @@ class UnitOfWork:
         self.busy: list[UUID] = []
 
     def _load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None:
-        aggregate = self._loads.load(aggregate_id, copy=copy)
-        self.reads.setdefault(aggregate_id, version_of(aggregate))
+        # Callers may pass an id as text; the cache and the store's answers use UUIDs.
+        key = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
+        aggregate = self._loads.load(key, copy=copy)
+        self.reads.setdefault(key, version_of(aggregate))
         return aggregate
 
     def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:

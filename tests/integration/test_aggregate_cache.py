@@ -145,3 +145,11 @@ def test_a_stale_cache_entry_is_caught_up_not_trusted(shop: Shop, other: Kami) -
     assert isinstance(fresh, Product)
     assert (fresh.price, fresh.version) == (4_000, cached.version + 2)
     assert cached.price == 1_000  # the shared object was never changed in place
+
+
+def test_an_id_given_as_text_is_checked_like_a_uuid(shop: Shop, other: Kami) -> None:
+    merchant_id, _ = _product(shop, 1)
+    shop.get_merchant(str(merchant_id))  # type: ignore[arg-type]
+    other.shop.restrict_merchant(merchant_id, "checks")
+
+    assert shop.get_merchant(str(merchant_id)).restricted  # type: ignore[arg-type]
