@@ -128,15 +128,26 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Write]) -> None:
         accepted: list[_Write] = []
+        refused: list[tuple[_Write, list[UUID]]] = []
         pending: dict[UUID, int] = {}
         for item in batch:
             stale = self._stale(item, pending)
             if stale:
-                item.future.set_exception(StaleRead(stale))
+                refused.append((item, stale))
                 continue
             accepted.append(item)
             for oid, version in item.versions().items():
                 pending[oid] = max(pending.get(oid, 0), version)
+        try:
+            self._write(accepted)
+        finally:
+            # Told only now, once the commands they lost to are in the store: a command
+            # told at once would catch up from the store before those events are there,
+            # and lose again (on one hot card bucket, up to giving up as busy).
+            for item, stale in refused:
+                item.future.set_exception(StaleRead(stale))
+
+    def _write(self, accepted: list[_Write]) -> None:
         if not accepted:
             return
         try:

@@ -192,12 +192,13 @@ class Shop(Application[UUID]):
             try:
                 return self._attempt(command, uow)
             except (ConcurrencyConflict, IntegrityError) as conflict:
-                # What moved on under the command (its writes, when nobody said what), is
-                # brought up to date before it runs again.
-                stale = conflict.ids if isinstance(conflict, StaleRead) else [a.id for a in uow.changed]
-                self._loads.refresh(stale)
                 # Spread the retries out so colliding commands do not collide again.
                 time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.05)))
+                # Then what moved on under the command (its writes, when nobody said what)
+                # is caught up from the store, right before the command runs again: the
+                # cache may not hold the winners' versions yet, the store does.
+                stale = conflict.ids if isinstance(conflict, StaleRead) else [a.id for a in uow.changed]
+                self._loads.refresh(stale)
             finally:
                 self._unmark_busy(uow)
         raise Busy("too many concurrent changes to the same items; please retry")
