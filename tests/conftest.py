@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from domain.clock import ManualClock
 from kami.bootstrap import Kami, build
+from tests.support.databases import fresh_database
 
 
 def _server_url() -> str:
@@ -57,3 +58,15 @@ def kami(database_url: str, clock: ManualClock) -> Iterator[Kami]:
 @pytest.fixture
 def shop(kami: Kami):  # noqa: ANN201 - the Shop type is obvious from the name
     return kami.shop
+
+
+@pytest.fixture
+def system(database_url: str) -> Iterator[Kami]:
+    """A Kami on a database of its own: for tests that kill its sessions, count its
+    appends, or need the log's head and positions to be exactly what they wrote."""
+    with fresh_database(database_url) as url:
+        kami = build(url)
+        try:
+            yield kami
+        finally:
+            kami.close()

@@ -10,7 +10,7 @@ import random
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -20,24 +20,13 @@ from eventsourcing.utils import get_topic
 from consumers import dead_letters
 from consumers.runner import LogRunner
 from domain.order import Order
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from projections.base import SKIP
 from projections.dashboard import DashboardProjection
 from projections.ledger import LedgerProjection
-from tests.support.databases import fresh_database
 from tests.support.workload import Workload
 
 CLEAN_VERSION = 90  # a clean run beside the poisoned one, for the comparison
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 class Poison:

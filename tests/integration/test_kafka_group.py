@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,27 +21,16 @@ from consumers.rebuild import Rebuilder
 from consumers.relay import Relay
 from consumers.runner import LogRunner
 from domain.order import Order
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from projections import catalog
 from projections.base import Projection
 from projections.dashboard import DashboardProjection
 from projections.ledger import LedgerProjection
 from tests.support.broker import kafka, unique_topic
-from tests.support.databases import fresh_database
 from tests.support.workload import Workload
 
 PARTITIONS = 4
 CLEAN_VERSION = 90
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 @pytest.fixture

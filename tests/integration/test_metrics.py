@@ -4,32 +4,17 @@ events appended per topic, and request latencies per route template and status."
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from uuid import uuid4
-
-import pytest
 
 from consumers import chain
 from consumers.runner import LogRunner
 from consumers.status import collect
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from projections.registry import build_all
 from tests.e2e.api_client import in_process, random_cards
-from tests.support.databases import fresh_database
 
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
 SAMPLE = re.compile(rf"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{{(?:{LABEL},?)*\}})? (\S+)$")
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    # A Shop of its own: its append counts are exactly what this test does.
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -4,7 +4,7 @@ savepoint per consumer, and positions that never claim an event not applied."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -17,19 +17,7 @@ from domain.merchant import Merchant
 from domain.order import Order
 from domain.posting import Posting
 from domain.product import Product
-from kami.bootstrap import Kami, build
-from tests.support.databases import fresh_database
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    # A log of our own: heads and positions are exactly what these tests write.
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
+from kami.bootstrap import Kami
 
 
 class Recorder:

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from uuid import uuid4
 
-import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.relay import Relay
 from consumers.wire import Watermark, decode
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from tests.support.broker import kafka, unique_topic
-from tests.support.databases import fresh_database
 
 TOPIC = unique_topic("kami.standby")
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 def _event_ids(bootstrap: str, partitions: int) -> list[int]:

@@ -7,26 +7,12 @@ import random
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from uuid import uuid4
 
-import pytest
-
 from consumers import chain
-from kami.bootstrap import Kami, build
+from kami.bootstrap import Kami
 from tests.e2e.api_client import in_process, random_cards
-from tests.support.databases import fresh_database
 from tests.support.workload import Workload
-
-
-@pytest.fixture
-def system(database_url: str) -> Iterator[Kami]:
-    with fresh_database(database_url) as url:
-        kami = build(url)
-        try:
-            yield kami
-        finally:
-            kami.close()
 
 
 def _verify(kami: Kami, against: tuple[int, bytes] | None = None) -> chain.Verification:
