@@ -20,6 +20,8 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from domain.event_store import take_schema_turn
+
 GENESIS = b"\x00" * 32
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kami_chain (
@@ -70,7 +72,9 @@ def _stored_events(
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(SCHEMA)
+    with conn.transaction():
+        take_schema_turn(conn)
+        conn.execute(SCHEMA)
 
 
 def head(conn: psycopg.Connection[Any]) -> tuple[int, bytes]:

@@ -59,6 +59,7 @@ from psycopg_pool import ConnectionPool
 from consumers import dead_letters
 from consumers.runner import Consumer
 from consumers.wire import Watermark, decode
+from domain.event_store import take_schema_turn
 from projections.base import SKIP, STOP, HandlerFailed, Projection
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ CREATE TABLE IF NOT EXISTS kami_kafka_offsets (
 )
 """
 MAX_RECORDS = 5000
-SCHEMA_LOCK_KEY = 0x6B616D6A  # any fixed number shared by every kami process
 # How often an idle consumer that follows the live version looks for a promotion.
 PROMOTION_CHECK_SECONDS = 1.0
 # Group names longer than this become a hash of the names they list.
@@ -180,7 +180,7 @@ class KafkaGroup:
         with self._pool.connection() as conn, conn.transaction():
             # Replicas start together: CREATE ... IF NOT EXISTS is not safe against a
             # concurrent twin (a unique violation on pg_type), so they take turns.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            take_schema_turn(conn)
             conn.execute(SCHEMA)
             dead_letters.ensure_schema(conn)
             for consumer in self.consumers:

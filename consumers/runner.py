@@ -47,6 +47,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from consumers import dead_letters
+from domain.event_store import take_schema_turn
 from projections.base import SKIP, STOP, HandlerFailed
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,12 @@ class LogRunner:
         self.retired: set[str] = set()
         with self._pool.connection() as conn:
             with conn.transaction():
+                take_schema_turn(conn)
                 conn.execute(TRACKING_SCHEMA)
                 dead_letters.ensure_schema(conn)
             for consumer in self.consumers:
                 with conn.transaction():
+                    take_schema_turn(conn)
                     ensure_tracking(conn, consumer.name)
                     consumer.create_tables(conn)
 

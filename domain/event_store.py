@@ -23,6 +23,16 @@ from psycopg.sql import SQL, Identifier
 
 # Given the current versions of the ids it asked about, the events still to insert.
 Keep = Callable[[Mapping[UUID, int]], Sequence[StoredEvent]]
+# Every kami process holds this advisory lock while it creates tables: processes starting
+# together on a new database (API, relay, consumers) would otherwise race on the catalog
+# ("tuple concurrently updated", or a unique violation on pg_type), CREATE ... IF NOT
+# EXISTS notwithstanding.
+SCHEMA_LOCK_KEY = 0x6B616D6A
+
+
+def take_schema_turn(conn: Any) -> None:
+    """Wait for other kami processes creating tables; held to the end of the transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
 
 
 class NothingToInsert(Exception):
@@ -44,6 +54,14 @@ class ShopRecorder(PostgresApplicationRecorder):
             " WHERE originator_id = ANY(%s) GROUP BY originator_id"
             " UNION ALL SELECT NULL, max(notification_id) FROM {table}"
         ).format(table=table)
+
+    def create_table(self) -> None:
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
     def versions_and_head(self, ids: Sequence[UUID]) -> tuple[dict[UUID, int], int]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from domain.cards import SHREDDED
+from domain.event_store import take_schema_turn
 from domain.exceptions import InvalidState
 
 SCHEMA = """
@@ -52,7 +53,8 @@ class PostgresKeyring:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, conn.transaction():
+            take_schema_turn(conn)
             conn.execute(SCHEMA)
 
     @_retrying
