@@ -15,7 +15,6 @@ from eventsourcing.utils import get_topic
 
 from consumers import dead_letters
 from consumers.kafka_consumer import KafkaProjector
-from consumers.positions import read_model_position
 from consumers.rebuild import Rebuilder
 from consumers.relay import Relay
 from consumers.runner import LogRunner
@@ -24,6 +23,7 @@ from kami.bootstrap import Kami
 from projections import catalog
 from projections.dashboard import DashboardProjection
 from tests.support.broker import kafka, unique_topic
+from tests.support.kafka_state import letters, others_at, position
 from tests.support.workload import Workload
 
 TOPIC = unique_topic("kami.test")
@@ -39,10 +39,6 @@ def wait_for(condition: Callable[[], bool], what: str, projector: KafkaProjector
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         pause.wait(0.05)
 
-
-def position(kami: Kami, name: str) -> int:
-    with kami.pool.connection() as conn:
-        return read_model_position(conn, name)
 
 
 def clean_rows(kami: Kami) -> dict[str, Any]:
@@ -104,14 +100,14 @@ def test_a_poison_event_stops_its_partition_below_it_until_a_retry_after_the_fix
     with kafka() as bootstrap:
         projector = KafkaProjector(system.pool, system.shop.mapper, dashboard, bootstrap, TOPIC)
         with Running(system, bootstrap, projector):
-            wait_for(lambda: _letters(system) != [], "the dead letter", projector)
-            [letter] = _letters(system)
+            wait_for(lambda: letters(system) != [], "the dead letter", projector)
+            [letter] = letters(system)
             assert (letter.consumer, letter.position, letter.status) == (dashboard.name, poison.id, "stopped")
             assert letter.kafka_topic == TOPIC and letter.kafka_partition is not None
             # The other partitions go on to the head; the read model's position stays below.
             head = system.shop.position()
             wait_for(
-                lambda: _others_at(system, dashboard.name, letter.kafka_partition, head),
+                lambda: others_at(system, dashboard.name, letter.kafka_partition, head, PARTITIONS),
                 "the others",
                 projector,
             )
@@ -130,18 +126,6 @@ def test_a_poison_event_stops_its_partition_below_it_until_a_retry_after_the_fix
         assert dashboard.rows(conn) == clean_rows(system)
 
 
-def _letters(kami: Kami) -> list[dead_letters.DeadLetter]:
-    with kami.pool.connection() as conn:
-        return dead_letters.letters(conn)
-
-
-def _others_at(kami: Kami, name: str, parked: int | None, head: int) -> bool:
-    with kami.pool.connection() as conn:
-        rows = conn.execute(
-            "SELECT partition, watermark FROM kami_kafka_offsets WHERE consumer = %s", (name,)
-        ).fetchall()
-    others = [w for p, w in rows if p != parked]
-    return len(others) == PARTITIONS - 1 and min(others) >= head
 
 
 def test_a_consumer_following_the_live_version_moves_to_the_promoted_one(system: Kami) -> None:

@@ -16,7 +16,6 @@ from eventsourcing.utils import get_topic
 
 from consumers import dead_letters
 from consumers.kafka_consumer import KafkaGroup, group_name
-from consumers.positions import read_model_position
 from consumers.rebuild import Rebuilder
 from consumers.relay import Relay
 from consumers.runner import LogRunner
@@ -27,6 +26,7 @@ from projections.base import Projection
 from projections.dashboard import DashboardProjection
 from projections.ledger import LedgerProjection
 from tests.support.broker import kafka, unique_topic
+from tests.support.kafka_state import letters, others_at, position
 from tests.support.workload import Workload
 
 PARTITIONS = 4
@@ -77,10 +77,6 @@ class Running:
         self.relay.join(timeout=30)
         self.consumer.join(timeout=30)
 
-
-def position(kami: Kami, name: str) -> int:
-    with kami.pool.connection() as conn:
-        return read_model_position(conn, name)
 
 
 def at_head(kami: Kami, *names: str) -> Callable[[], bool]:
@@ -185,15 +181,15 @@ def test_one_consumer_stops_on_a_dead_letter_while_the_other_goes_on_until_a_ret
     with kafka() as bootstrap:
         group = KafkaGroup(system.pool, system.shop.mapper, [ledger, dashboard], bootstrap, topic)
         with Running(system, bootstrap, topic, group) as running:
-            running.wait_for(lambda: _letters(system) != [], "the dead letter")
-            [letter] = _letters(system)
+            running.wait_for(lambda: letters(system) != [], "the dead letter")
+            [letter] = letters(system)
             assert (letter.consumer, letter.position, letter.status) == (dashboard.name, poison.id, "stopped")
             # The ledger reads the stopped partition too, to the head; the dashboard's
             # other partitions go on, and its position stays below the poison.
             running.wait_for(at_head(system, ledger.name), "the ledger")
             head = system.shop.position()
             running.wait_for(
-                lambda: _others_at(system, dashboard.name, letter.kafka_partition, head),
+                lambda: others_at(system, dashboard.name, letter.kafka_partition, head, PARTITIONS),
                 "the dashboard's others",
             )
             assert position(system, dashboard.name) < poison.id
@@ -211,18 +207,6 @@ def test_one_consumer_stops_on_a_dead_letter_while_the_other_goes_on_until_a_ret
     assert rows(system, ledger) == clean_rows(system, LedgerProjection)
 
 
-def _letters(kami: Kami) -> list[dead_letters.DeadLetter]:
-    with kami.pool.connection() as conn:
-        return dead_letters.letters(conn)
-
-
-def _others_at(kami: Kami, name: str, stopped: int | None, head: int) -> bool:
-    with kami.pool.connection() as conn:
-        found = conn.execute(
-            "SELECT partition, watermark FROM kami_kafka_offsets WHERE consumer = %s", (name,)
-        ).fetchall()
-    others = [w for p, w in found if p != stopped]
-    return len(others) == PARTITIONS - 1 and min(others) >= head
 
 
 def test_one_read_model_of_a_shared_group_is_promoted_in_place(system: Kami, topic: str) -> None:
