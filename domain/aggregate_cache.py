@@ -7,8 +7,8 @@ command records the version of each aggregate it loaded (0 for one that does not
 and that read set is checked against the store once, when the command's events are
 written (``domain.group_commit``, under the store's table lock) or, for a command that
 writes nothing, by one query of the current versions. A command that read something
-stale is sent back: its stale entries are evicted and it runs again on fresh state. So a
-stale cache costs a retry, never a wrong decision.
+stale is sent back: its stale entries are caught up from the store and it runs again on
+fresh state. So a stale cache costs a retry, never a wrong decision.
 
 Entries are only ever replaced by newer versions: a thread that loaded an old version
 from the store cannot overwrite the version a commit just put there.

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import cached_property
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -58,7 +59,9 @@ class _Write:
     # What the store said had changed under the command, when it refused it.
     stale: frozenset[UUID] = frozenset()
 
-    def versions(self) -> dict[UUID, int]:
+    @cached_property
+    def new_versions(self) -> dict[UUID, int]:
+        """The version each aggregate is at once these events are in."""
         written: dict[UUID, int] = {}
         for event in self.stored:
             oid = event.originator_id
@@ -136,7 +139,7 @@ class GroupCommitter:
                 refused.append((item, stale))
                 continue
             accepted.append(item)
-            for oid, version in item.versions().items():
+            for oid, version in item.new_versions.items():
                 pending[oid] = max(pending.get(oid, 0), version)
         try:
             self._write(accepted)
@@ -169,7 +172,7 @@ class GroupCommitter:
             written, ids = self._insert_surviving([item])
         except IntegrityError:
             # Another process took one of these versions: the command's writes are stale.
-            item.future.set_exception(StaleRead(item.versions()))
+            item.future.set_exception(StaleRead(item.new_versions))
         except BaseException as error:
             item.future.set_exception(error)
         else:
@@ -189,7 +192,7 @@ class GroupCommitter:
         for item in accepted:
             if id(item) in answered:
                 item.future.set_result(answered[id(item)])
-                for oid, version in item.versions().items():
+                for oid, version in item.new_versions.items():
                     versions[oid] = max(versions.get(oid, 0), version)
             else:
                 item.future.set_exception(StaleRead(item.stale))
@@ -201,7 +204,7 @@ class GroupCommitter:
         After a COMMIT whose answer was lost, the recorder's retry finds the versions the
         command read already moved on: by the command's own events, if they committed.
         """
-        if not item.stale or not item.stale <= item.versions().keys():
+        if not item.stale or not item.stale <= item.new_versions.keys():
             return False
         try:
             return self._stored_already(item.stored)
