@@ -4,8 +4,9 @@ With ``--workers N`` (N > 1) this process becomes a small supervisor: it resolve
 database (starting the embedded PostgreSQL, whose lifetime stays tied to this process),
 seeds the demo once, prints the banner, binds the listening socket and starts N worker
 processes that share it. Each worker builds its own Kami (pool, Shop) and runs uvicorn;
-the write side is safe across processes because every command's consistency rests on
-PostgreSQL (unique versions, row locks), not on anything in one process's memory. Every
+the write side is safe across processes because every command is checked against
+PostgreSQL when it commits (unique versions, and the versions of everything it read from
+its process's aggregate cache), not trusted to one process's memory. Every
 worker also starts the embedded log follower, which stands by on a PostgreSQL advisory
 lock (``consumers.embedded``): exactly one follows the log, and another takes over if
 its process dies. A worker that dies is replaced.
