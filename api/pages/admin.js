@@ -1,6 +1,6 @@
 // The admin's platform overview: GET /v1/admin/overview (live) and the platform blacklist.
 
-import { call, chart, el, percent, poll, setField, setUpLogin, showPosition, yuan } from "./common.js";
+import { call, chart, percent, poll, setField, setUpBlacklist, setUpLogin, showPosition, yuan } from "./common.js";
 
 const TIERS = ["core", "growth", "basic", "watch"];
 
@@ -10,8 +10,7 @@ let position = 0;
 setUpLogin("admin", (t) => {
   token = t;
   poll(refresh, () => window.location.reload());
-  loadBlacklist();
-  document.getElementById("blacklist-add").addEventListener("submit", addToBlacklist);
+  setUpBlacklist(token, "/v1/admin/blacklist");
 });
 
 async function refresh() {
@@ -38,46 +37,4 @@ async function refresh() {
     { integer: true },
   );
   showPosition(position);
-}
-
-async function loadBlacklist() {
-  const list = await call(token, "/v1/admin/blacklist");
-  const body = document.querySelector("#blacklist tbody");
-  body.replaceChildren();
-  for (const entry of list.entries) {
-    const remove = el("button", { type: "button", className: "link" }, "Remove");
-    remove.addEventListener("click", async () => {
-      await call(token, "/v1/admin/blacklist/remove", { method: "POST", body: { contact: entry.contact } });
-      loadBlacklist();
-    });
-    body.append(
-      el(
-        "tr",
-        { dataset: { contact: entry.contact } },
-        el("td", {}, entry.contact),
-        el("td", {}, entry.reason || "—"),
-        el("td", {}, entry.added_at.slice(0, 10)),
-        el("td", {}, remove),
-      ),
-    );
-  }
-  if (list.entries.length === 0) {
-    body.append(el("tr", {}, el("td", { colspan: "4", className: "empty" }, "Nobody is blacklisted")));
-  }
-}
-
-async function addToBlacklist(event) {
-  event.preventDefault();
-  const error = document.getElementById("blacklist-error");
-  error.textContent = "";
-  const contact = document.getElementById("blacklist-contact");
-  const reason = document.getElementById("blacklist-reason");
-  try {
-    await call(token, "/v1/admin/blacklist", { method: "POST", body: { contact: contact.value, reason: reason.value } });
-    contact.value = "";
-    reason.value = "";
-    await loadBlacklist();
-  } catch (e) {
-    error.textContent = e.message;
-  }
 }

@@ -293,3 +293,53 @@ export function meter(value, max) {
   root.append(svg("rect", { x: 0, y: 0, width: (share * 100).toFixed(1), height: 8, class: "meter-fill" }));
   return root;
 }
+
+// The blacklist panel of the merchant dashboard and the admin page: the list under `path`
+// (GET), its form (POST `path`) and a remove button per entry (POST `path`/remove).
+// `showBy` adds the column saying whether the merchant or the platform listed the buyer.
+export function setUpBlacklist(token, path, { showBy = false } = {}) {
+  const columns = showBy ? 5 : 4;
+
+  async function load() {
+    const list = await call(token, path);
+    const body = document.querySelector("#blacklist tbody");
+    body.replaceChildren();
+    for (const entry of list.entries) {
+      const remove = el("button", { type: "button", className: "link" }, "Remove");
+      remove.addEventListener("click", async () => {
+        await call(token, `${path}/remove`, { method: "POST", body: { contact: entry.contact } });
+        load();
+      });
+      const cells = [
+        el("td", {}, entry.contact),
+        el("td", {}, entry.reason || "—"),
+        ...(showBy ? [el("td", {}, entry.by)] : []),
+        el("td", {}, entry.added_at.slice(0, 10)),
+        el("td", {}, remove),
+      ];
+      body.append(el("tr", { dataset: { contact: entry.contact } }, ...cells));
+    }
+    if (list.entries.length === 0) {
+      body.append(el("tr", {}, el("td", { colspan: String(columns), className: "empty" }, "Nobody is blacklisted")));
+    }
+  }
+
+  async function add(event) {
+    event.preventDefault();
+    const error = document.getElementById("blacklist-error");
+    error.textContent = "";
+    const contact = document.getElementById("blacklist-contact");
+    const reason = document.getElementById("blacklist-reason");
+    try {
+      await call(token, path, { method: "POST", body: { contact: contact.value, reason: reason.value } });
+      contact.value = "";
+      reason.value = "";
+      await load();
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  }
+
+  load();
+  document.getElementById("blacklist-add").addEventListener("submit", add);
+}

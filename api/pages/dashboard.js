@@ -1,7 +1,20 @@
 // The merchant dashboard: figures from GET /v1/merchants/{id}/dashboard and /score, live
 // stock from GET /v1/products/{id}, the blacklist from /v1/merchants/{id}/blacklist.
 
-import { call, chart, el, fillDays, meter, percent, poll, setField, setUpLogin, showPosition, yuan } from "./common.js";
+import {
+  call,
+  chart,
+  el,
+  fillDays,
+  meter,
+  percent,
+  poll,
+  setField,
+  setUpBlacklist,
+  setUpLogin,
+  showPosition,
+  yuan,
+} from "./common.js";
 
 // A product at or under this many cards is flagged; at zero nobody can buy it.
 const LOW_STOCK = 5;
@@ -19,8 +32,7 @@ setUpLogin("merchant", (t, me) => {
   merchantId = me.id;
   setField("merchant-name", me.name || me.id);
   poll(refresh, () => window.location.reload());
-  loadBlacklist();
-  document.getElementById("blacklist-add").addEventListener("submit", addToBlacklist);
+  setUpBlacklist(token, `/v1/merchants/${merchantId}/blacklist`, { showBy: true });
 });
 
 async function refresh() {
@@ -190,52 +202,4 @@ function renderNextTier(next) {
     el("p", {}, "Next tier ", el("strong", {}, TIER_NAMES[next.tier] || next.tier), `: ${needs}${evaluations}.`),
     gains.length ? el("p", { className: "sub" }, `Most points left in: ${gains.join(", ")}.`) : "",
   );
-}
-
-// ---------------------------------------------------------------- blacklist
-
-async function loadBlacklist() {
-  const list = await call(token, `/v1/merchants/${merchantId}/blacklist`);
-  const body = document.querySelector("#blacklist tbody");
-  body.replaceChildren();
-  for (const entry of list.entries) {
-    const remove = el("button", { type: "button", className: "link" }, "Remove");
-    remove.addEventListener("click", async () => {
-      await call(token, `/v1/merchants/${merchantId}/blacklist/remove`, { method: "POST", body: { contact: entry.contact } });
-      loadBlacklist();
-    });
-    body.append(
-      el(
-        "tr",
-        { dataset: { contact: entry.contact } },
-        el("td", {}, entry.contact),
-        el("td", {}, entry.reason || "—"),
-        el("td", {}, entry.by),
-        el("td", {}, entry.added_at.slice(0, 10)),
-        el("td", {}, remove),
-      ),
-    );
-  }
-  if (list.entries.length === 0) {
-    body.append(el("tr", {}, el("td", { colspan: "5", className: "empty" }, "Nobody is blacklisted")));
-  }
-}
-
-async function addToBlacklist(event) {
-  event.preventDefault();
-  const error = document.getElementById("blacklist-error");
-  error.textContent = "";
-  const contact = document.getElementById("blacklist-contact");
-  const reason = document.getElementById("blacklist-reason");
-  try {
-    await call(token, `/v1/merchants/${merchantId}/blacklist`, {
-      method: "POST",
-      body: { contact: contact.value, reason: reason.value },
-    });
-    contact.value = "";
-    reason.value = "";
-    await loadBlacklist();
-  } catch (e) {
-    error.textContent = e.message;
-  }
 }
