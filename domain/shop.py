@@ -209,7 +209,7 @@ class Shop(Application[UUID]):
             result = command(uow)
         except KamiError:
             # A refusal (out of stock, not found...) is only as good as what it read.
-            if self._loads.checks_reads:
+            if self._loads.checks_reads and uow.reads:
                 self._loads.check(uow.reads)
             raise
         events = uow.collect_events()
