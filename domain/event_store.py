@@ -2,27 +2,25 @@
 
 - ``versions_and_head``: the current version of some aggregates and the log's head, in
   one round trip (a command that wrote nothing checks what it read with it).
-- ``insert_events(..., keep=...)``: before inserting, and after taking the table lock
-  that serialises every writer, the recorder reads the current versions of what the
-  batch's commands read and lets ``keep`` drop the commands that read stale state. Under
-  the lock nothing can change between that check and the insert, so what a command read
-  is still current when its events commit.
+- ``insert_batch``: the group committer's write. After taking the table lock that
+  serialises every writer, one statement checks the current versions of what each of the
+  batch's commands read, and inserts the events of the commands whose reads are current.
+  Under the lock nothing can change between that check and the insert, so what a command
+  read is still current when its events commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
-from psycopg import Cursor
-from psycopg.rows import DictRow
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
-# Given the current versions of the ids it asked about, the events still to insert.
-Keep = Callable[[Mapping[UUID, int]], Sequence[StoredEvent]]
 # Every kami process holds this advisory lock while it creates tables: processes starting
 # together on a new database (API, relay, consumers) would otherwise race on the catalog
 # ("tuple concurrently updated", or a unique violation on pg_type), CREATE ... IF NOT
@@ -35,25 +33,46 @@ def take_schema_turn(conn: Any) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
 
 
-class NothingToInsert(Exception):
-    """Every command of the batch read stale state; nothing was written."""
+@dataclass(frozen=True)
+class Written:
+    """What one ``insert_batch`` did: the notification id of each inserted event, by
+    (originator id, version), and for each command the store refused, what it read stale."""
+
+    ids: Mapping[tuple[UUID, int], int]
+    stale: Mapping[int, frozenset[UUID]]
+
+
+# One command of a batch: its events, and the version of everything it read.
+Command = tuple[Sequence[StoredEvent], Mapping[UUID, int]]
 
 
 class ShopRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        table = SQL("{schema}.{table}").format(
-            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
-        )
-        self._versions_statement = SQL(
-            "SELECT originator_id AS id, max(originator_version) AS version FROM {table}"
-            " WHERE originator_id = ANY(%s) GROUP BY originator_id"
-        ).format(table=table)
+        schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
         self._versions_and_head_statement = SQL(
-            "SELECT originator_id AS id, max(originator_version) AS version FROM {table}"
+            "SELECT originator_id AS id, max(originator_version) AS version FROM {schema}.{table}"
             " WHERE originator_id = ANY(%s) GROUP BY originator_id"
-            " UNION ALL SELECT NULL, max(notification_id) FROM {table}"
-        ).format(table=table)
+            " UNION ALL SELECT NULL, max(notification_id) FROM {schema}.{table}"
+        ).format(schema=schema, table=table)
+        function = Identifier(f"kami_insert_batch_{self.events_table_name}")
+        self._insert_batch_statement = SQL(
+            "SELECT * FROM {schema}.{function}(%s, %s, %s, %s, %s, %s, %s, %s)"
+        ).format(schema=schema, function=function)
+        # The whole write in one statement, so in one round trip: the table lock is held
+        # while PostgreSQL works and flushes, never while a Python thread waits for its
+        # process's GIL between statements. With several API processes that wait was
+        # most of the lock's time, and every other writer queued behind it.
+        self.sql_create_statements.append(
+            SQL(_INSERT_BATCH).format(
+                schema=schema,
+                table=table,
+                function=function,
+                id_type=Identifier(self.datastore.originator_id_type),
+                lock_timeout=self.datastore.lock_timeout,
+                channel=Identifier(self.channel_name),
+            )
+        )
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:
@@ -76,21 +95,85 @@ class ShopRecorder(PostgresApplicationRecorder):
                 versions[row["id"]] = int(row["version"])
         return versions, head
 
-    def _insert_stored_events(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        *,
-        keep: Keep | None = None,
-        reads: Sequence[UUID] = (),
-        **kwargs: Any,
-    ) -> None:
-        self._lock_table(curs)
-        if keep is not None:
-            curs.execute(self._versions_statement, (list(reads),), prepare=True)
-            current = {row["id"]: int(row["version"]) for row in curs.fetchall()}
-            stored_events = keep(current)
-            if not stored_events:
-                raise NothingToInsert
-        self._notify_channel(curs)
-        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_batch(self, commands: Sequence[Command]) -> Written:
+        """Insert, in one transaction under the table lock, the events of every command
+        whose reads are all still the stored versions (an aggregate never stored reads
+        as version 0). The others are left out and named in ``Written.stale``.
+
+        Retried on a lost connection like eventsourcing's ``insert_events``; after a lost
+        COMMIT the retry finds the commands' own events, so they come back stale (or, for
+        a command that read nothing, as an IntegrityError): the caller asks the store.
+        """
+        event_cmds: list[int] = []
+        event_ids: list[UUID] = []
+        versions: list[int] = []
+        topics: list[str] = []
+        states: list[bytes] = []
+        read_cmds: list[int] = []
+        read_ids: list[UUID] = []
+        read_versions: list[int] = []
+        for n, (stored, reads) in enumerate(commands):
+            for event in stored:
+                event_cmds.append(n)
+                event_ids.append(event.originator_id)  # type: ignore[arg-type]
+                versions.append(event.originator_version)
+                topics.append(event.topic)
+                states.append(event.state)
+            for oid, version in reads.items():
+                read_cmds.append(n)
+                read_ids.append(oid)
+                read_versions.append(version)
+        params = (event_cmds, event_ids, versions, topics, states, read_cmds, read_ids, read_versions)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._insert_batch_statement, params, prepare=True)
+            rows = curs.fetchall()
+        ids: dict[tuple[UUID, int], int] = {}
+        stale: dict[int, set[UUID]] = {}
+        for row in rows:
+            if row["stale_cmd"] is None:
+                ids[(row["originator_id"], int(row["originator_version"]))] = int(row["notification_id"])
+            else:
+                stale.setdefault(int(row["stale_cmd"]), set()).add(row["originator_id"])
+        return Written(ids, {n: frozenset(oids) for n, oids in stale.items()})
+
+
+# plpgsql: output columns are variables inside the body, hence the unambiguous names
+# and the qualified columns. The reads are checked after the lock is taken: no writer
+# can come between that check and the insert. Events are inserted in the order given,
+# so notification ids follow each aggregate's versions.
+_INSERT_BATCH = """
+CREATE OR REPLACE FUNCTION {schema}.{function}(
+    event_cmds int[], event_ids {id_type}[], event_versions bigint[], event_topics text[],
+    event_states bytea[], read_cmds int[], read_ids {id_type}[], read_versions bigint[])
+RETURNS TABLE (stale_cmd int, originator_id {id_type}, originator_version bigint,
+               notification_id bigint)
+LANGUAGE plpgsql AS $body$
+BEGIN
+    SET LOCAL lock_timeout = '{lock_timeout}s';
+    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
+    NOTIFY {channel};
+    RETURN QUERY
+    WITH reads AS (
+        SELECT r.cmd, r.oid, r.seen FROM unnest(read_cmds, read_ids, read_versions) AS r(cmd, oid, seen)
+    ), stored AS (
+        SELECT e.originator_id AS oid, max(e.originator_version) AS version
+        FROM {schema}.{table} AS e WHERE e.originator_id = ANY(read_ids) GROUP BY e.originator_id
+    ), stale AS (
+        SELECT reads.cmd, reads.oid FROM reads LEFT JOIN stored ON stored.oid = reads.oid
+        WHERE coalesce(stored.version, 0) <> reads.seen
+    ), inserted AS (
+        INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state)
+        SELECT n.oid, n.version, n.topic, n.state
+        FROM unnest(event_cmds, event_ids, event_versions, event_topics, event_states)
+            WITH ORDINALITY AS n(cmd, oid, version, topic, state, ordinal)
+        WHERE NOT EXISTS (SELECT 1 FROM stale WHERE stale.cmd = n.cmd)
+        ORDER BY n.ordinal
+        RETURNING t.originator_id, t.originator_version, t.notification_id
+    )
+    SELECT NULL::int, i.originator_id, i.originator_version, i.notification_id FROM inserted AS i
+    UNION ALL
+    SELECT s.cmd, s.oid, NULL::bigint, NULL::bigint FROM stale AS s;
+END
+$body$
+"""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,8 +41,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from domain.aggregate_cache import StaleRead, stale_reads
-from domain.event_store import NothingToInsert
+from domain.aggregate_cache import StaleRead
 
 MAX_BATCH = 256
 VERSION_MEMORY = 200_000
@@ -154,7 +153,7 @@ class GroupCommitter:
         if not accepted:
             return
         try:
-            written, ids = self._insert_surviving(accepted)
+            answered = self._insert_surviving(accepted)
         except IntegrityError:
             # Someone outside this process wrote first. Fall back to one transaction per
             # command so that only the commands that really collided retry.
@@ -165,26 +164,21 @@ class GroupCommitter:
             for item in accepted:
                 item.future.set_exception(error)
             return
-        self._settle(accepted, written, ids)
+        self._settle(accepted, answered)
 
     def _commit_alone(self, item: _Write) -> None:
         try:
-            written, ids = self._insert_surviving([item])
+            answered = self._insert_surviving([item])
         except IntegrityError:
             # Another process took one of these versions: the command's writes are stale.
             item.future.set_exception(StaleRead(item.new_versions))
         except BaseException as error:
             item.future.set_exception(error)
         else:
-            self._settle([item], written, ids)
+            self._settle([item], answered)
 
-    def _settle(self, accepted: list[_Write], written: list[_Write], ids: list[int]) -> None:
+    def _settle(self, accepted: list[_Write], answered: dict[int, list[int]]) -> None:
         """Answer every command: its ids if written, StaleRead if the store refused it."""
-        offset = 0
-        answered: dict[int, list[int]] = {}
-        for item in written:
-            answered[id(item)] = ids[offset : offset + len(item.stored)]
-            offset += len(item.stored)
         for item in accepted:
             if id(item) not in answered and self._own_lost_commit(item):
                 answered[id(item)] = [self._recorder.max_notification_id() or 0] * len(item.stored)
@@ -211,39 +205,38 @@ class GroupCommitter:
         except LOST:
             return False  # nobody can tell; the command reruns and its idempotency holds
 
-    def _insert_surviving(self, accepted: list[_Write]) -> tuple[list[_Write], list[int]]:
+    def _insert_surviving(self, accepted: list[_Write]) -> dict[int, list[int]]:
         """Insert the commands whose reads are current in one transaction; when the
-        outcome is in doubt, ask the store. Returns the written commands and their ids."""
-        survivors = list(accepted)
-        reads = sorted({oid for item in accepted for oid in item.reads})
-
-        def keep(current: Mapping[UUID, int]) -> list[StoredEvent]:
-            # Called under the table lock, again on each of the recorder's own retries.
-            nonlocal survivors
-            survivors = []
-            for item in accepted:
-                item.stale = frozenset(stale_reads(item.reads, current))
-                if not item.stale:
-                    survivors.append(item)
-            return [e for item in survivors for e in item.stored]
-
+        outcome is in doubt, ask the store. Returns the ids of each written command (by
+        ``id(item)``); a command the store refused has its ``stale`` set."""
         try:
-            ids = self._insert([e for item in accepted for e in item.stored], keep if reads else None, reads)
-        except NothingToInsert:
-            return [], []
+            written = self._recorder.insert_batch([(item.stored, item.reads) for item in accepted])
         except (IntegrityError, *LOST) as error:
-            stored = [e for item in survivors for e in item.stored]
             try:
-                written = self._stored_already(stored)
+                stored = [item for item in accepted if self._stored_already(item.stored)]
             except LOST:
                 raise error from None  # nobody can tell: the caller hears of the first error
-            if not written:
+            if not stored:
                 raise
-            # The events are in the log at or below its head; their exact ids are lost with
-            # the answer, and a position past them is a safe one to wait for.
+            # The transaction committed, its answer lost: the commands whose events are
+            # not in it were refused for stale reads, which ones exactly is lost too. The
+            # exact ids are lost with the answer; a position past them is a safe one to
+            # wait for.
             head = self._recorder.max_notification_id() or 0
-            return survivors, [head] * len(stored)
-        return survivors, ids
+            found = {id(item) for item in stored}
+            for item in accepted:
+                if id(item) not in found:
+                    item.stale = frozenset(item.reads)
+            return {id(item): [head] * len(item.stored) for item in stored}
+        answered: dict[int, list[int]] = {}
+        for n, item in enumerate(accepted):
+            item.stale = written.stale.get(n, frozenset())
+            if not item.stale:
+                answered[id(item)] = [
+                    written.ids[(e.originator_id, e.originator_version)]  # type: ignore[index]
+                    for e in item.stored
+                ]
+        return answered
 
     def _stored_already(self, stored: Sequence[StoredEvent]) -> bool:
         """Whether every one of these events is in the store, byte for byte."""
@@ -258,17 +251,6 @@ class GroupCommitter:
             if not found or found[0].topic != event.topic or found[0].state != event.state:
                 return False
         return True
-
-    def _insert(
-        self,
-        stored: list[StoredEvent],
-        keep: Callable[[Mapping[UUID, int]], list[StoredEvent]] | None,
-        reads: list[UUID],
-    ) -> list[int]:
-        # Holding the table lock, the recorder asks keep() which of them to insert.
-        ids = self._recorder.insert_events(stored, keep=keep, reads=reads)
-        assert ids is not None
-        return list(ids)
 
     def _remember(self, versions: dict[UUID, int]) -> None:
         for oid, version in versions.items():

@@ -279,9 +279,10 @@ class LosesConnection:
     """The Shop's recorder, except that one insert meets a dying connection, as the
     recorder's caller sees it:
 
-    - "committed, retried": the COMMIT happened but its answer was lost; eventsourcing's
-      recorder retries the insert on a fresh connection, which collides with the batch's
-      own events (IntegrityError);
+    - "committed, retried": the COMMIT happened but its answer was lost; the recorder
+      retries the insert on a fresh connection, which finds the batch's own events (its
+      read check refuses the commands, or a command that read nothing collides with them:
+      IntegrityError);
     - "committed, gave up": the COMMIT happened, and the recorder's retries were spent;
     - "rolled back, gave up": nothing was written, and the recorder's retries were spent.
     """
@@ -292,15 +293,15 @@ class LosesConnection:
         self._store_unreachable = store_unreachable
         self.armed = True
 
-    def insert_events(self, stored: Any, **kwargs: Any) -> Any:
+    def insert_batch(self, commands: Any) -> Any:
         if not self.armed:
-            return self._recorder.insert_events(stored, **kwargs)
+            return self._recorder.insert_batch(commands)
         self.armed = False
         if self._fault == "rolled back, gave up":
             raise OperationalError("terminating connection due to administrator command")
-        self._recorder.insert_events(stored, **kwargs)
+        self._recorder.insert_batch(commands)
         if self._fault == "committed, retried":
-            return self._recorder.insert_events(stored, **kwargs)  # raises IntegrityError
+            return self._recorder.insert_batch(commands)
         raise OperationalError("server closed the connection unexpectedly")
 
     def select_events(self, *args: Any, **kwargs: Any) -> Any:
