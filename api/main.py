@@ -10,7 +10,7 @@ from api.deps import Authenticator, PaymentKeys
 from api.errors import install_error_handlers
 from api.metrics import RequestLatencies, RequestMetrics
 from api.ratelimit import MonotonicClock, RateLimiter, document_rate_limits, rate_limit
-from api.routes import api_router
+from api.routes import ROUTERS
 from api.settings import ApiSettings
 from kami.bootstrap import Kami
 
@@ -46,6 +46,7 @@ def create_app(kami: Kami, settings: ApiSettings, *, rate_clock: MonotonicClock 
     # Request latencies per route template for /metrics (outside the handlers' errors).
     app.state.request_latencies = RequestLatencies()
     app.add_middleware(RequestMetrics, latencies=app.state.request_latencies)
-    app.include_router(api_router)
+    for router in ROUTERS:
+        app.include_router(router)
     document_rate_limits(app)
     return app
