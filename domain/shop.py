@@ -151,6 +151,8 @@ class Shop(Application[UUID]):
         self.appended = AppendCounter()
         self._busy: dict[UUID, int] = {}
         self._busy_lock = threading.Lock()
+        # Merchants' card keys, read once: see _card_key for why a cached key is safe.
+        self._card_keys: dict[UUID, bytes] = {}
 
     def close(self) -> None:
         if self._committer is not None:
@@ -590,17 +592,39 @@ class Shop(Application[UUID]):
         return order
 
     def get_order(self, order_id: UUID, token: str | None) -> OrderView:
-        return self._query(lambda uow: self._order_view(self._buyer_order(uow, order_id, token), reveal=True))
+        return self._query(
+            lambda uow: self._order_view(uow, self._buyer_order(uow, order_id, token), reveal=True)
+        )
 
     def get_order_for_merchant(self, order_id: UUID, merchant_id: UUID | None) -> OrderView:
         return self._query(
-            lambda uow: self._order_view(self._merchant_order(uow, order_id, merchant_id), reveal=False)
+            lambda uow: self._order_view(uow, self._merchant_order(uow, order_id, merchant_id), reveal=False)
         )
 
-    def _order_view(self, order: Order, *, reveal: bool) -> OrderView:
+    def _card_key(self, uow: UnitOfWork, merchant_id: UUID) -> bytes | None:
+        """The merchant's card key; None once shredded.
+
+        Buyers read their orders far more often than anything changes a key, so a key is
+        read from the keyring once per process, and only where every read is checked
+        against the store: a shred is recorded on the merchant before the key is deleted,
+        so a merchant read as not shredded here is either still so when the read is
+        checked, or the read is stale and the query runs again and sees the shred.
+        """
+        if not self._loads.checks_reads:
+            return self.keyring.get(merchant_id)
+        if uow.read(merchant_id, Merchant, "merchant").shredded:
+            return None
+        key = self._card_keys.get(merchant_id)
+        if key is None:
+            key = self.keyring.get(merchant_id)
+            if key is not None:
+                self._card_keys[merchant_id] = key
+        return key
+
+    def _order_view(self, uow: UnitOfWork, order: Order, *, reveal: bool) -> OrderView:
         cards: list[str] | None = None
         if reveal and order.status == DELIVERED and order.delivery == "auto":
-            key = self.keyring.get(order.merchant_id)
+            key = self._card_key(uow, order.merchant_id)
             cards = (
                 [card_crypto.unseal(key, sealed, UUID(cid)) for cid, sealed in order.cards]
                 if key is not None

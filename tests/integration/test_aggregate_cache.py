@@ -90,6 +90,20 @@ def test_an_order_paid_through_another_process_reads_as_delivered(shop: Shop, ot
     assert seen.cards
 
 
+def test_cards_read_here_are_not_revealed_once_another_process_shreds_the_key(shop: Shop, other: Kami) -> None:
+    # This process has read the merchant's card key (and keeps it), then another process
+    # shreds it: the buyer's next read must show no card, here as there.
+    merchant_id, product_id = _product(shop, 2)
+    placed = shop.place_order(product_id, 1, "b@x")
+    shop.record_payment("sandbox", placed.order_id, unique("txn"), placed.amount)
+    assert shop.get_order(placed.order_id, placed.token).cards
+
+    other.shop.shred_card_key(merchant_id, "the merchant asked")
+
+    assert shop.get_order(placed.order_id, placed.token).cards == []
+    assert other.shop.get_order(placed.order_id, placed.token).cards == []
+
+
 def test_an_order_placed_through_another_process_is_found(shop: Shop, other: Kami) -> None:
     _, product_id = _product(shop, 2)
     placed = shop.place_order(product_id, 1, "b@x")
