@@ -24,6 +24,7 @@ import time
 from types import FrameType
 from typing import Any, NoReturn
 
+from kami.gc_tuning import tune_for_serving
 from kami.settings import Settings, load_settings
 
 log = logging.getLogger("kami.serve")
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         demo = seed_demo(kami.shop, settings.home / "demo.json") if args.demo else None
         app, follower = _app(kami, settings)
+        tune_for_serving()
         try:
             base_url = f"http://{_display_host(args.host)}:{args.port}"
             print(_banner(settings, base_url, 1), flush=True)
@@ -215,6 +217,7 @@ def _worker_main(
     kami = build(database_url, settings=settings.shop_settings())
     try:
         app, follower = _app(kami, settings)
+        tune_for_serving()
         try:
             config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log)
             uvicorn.Server(config).run(sockets=[sock])
