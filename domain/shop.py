@@ -115,6 +115,11 @@ class ShopSettings:
     group_commit: bool = True
     # Aggregates kept between commands (0: load every one from the store).
     cache_size: int = DEFAULT_CACHE_SIZE
+    # (i, n): this is process i of n serving the API on one database. It reserves first
+    # from every n-th card bucket from the i-th, so that processes rarely work on the same
+    # bucket: one process's cached bucket is stale once another changed it, and the
+    # command catches up and runs again.
+    bucket_share: tuple[int, int] = (0, 1)
 
 
 class Shop(Application[UUID]):
@@ -564,7 +569,11 @@ class Shop(Application[UUID]):
         # another command of this process is working on go last: a collision costs a retry.
         need = quantity
         reservation: list[list[Any]] = []
-        ids = [bucket_id(product.id, i) for i in random.sample(range(product.buckets), product.buckets)]
+        order = random.sample(range(product.buckets), product.buckets)
+        mine, processes = self.settings.bucket_share
+        if processes > 1:
+            order.sort(key=lambda i: i % processes != mine)  # stable: still random within each
+        ids = [bucket_id(product.id, i) for i in order]
         with self._busy_lock:
             ids.sort(key=lambda bid: self._busy.get(bid, 0))
         for bid in ids:

@@ -21,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -171,7 +172,7 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
     def start(index: int) -> multiprocessing.process.BaseProcess:
         process = context.Process(
             target=_worker_main,
-            args=(settings, database_url, sock, args.host, args.port, args.access_log),
+            args=(settings, database_url, sock, args.host, args.port, args.access_log, (index, args.workers)),
             name=f"kami-serve-{index}",
         )
         process.start()
@@ -203,7 +204,13 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker_main(
-    settings: Settings, database_url: str, sock: socket.socket, host: str, port: int, access_log: bool
+    settings: Settings,
+    database_url: str,
+    sock: socket.socket,
+    host: str,
+    port: int,
+    access_log: bool,
+    share: tuple[int, int],
 ) -> None:
     """One API process of ``--workers N``: its own Kami, app and standby follower."""
     import uvicorn
@@ -214,7 +221,7 @@ def _worker_main(
     # process group) gracefully, then re-raises the signal for the handler it found: this
     # one, so that the follower and the pool are closed on the way out.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    kami = build(database_url, settings=settings.shop_settings())
+    kami = build(database_url, settings=replace(settings.shop_settings(), bucket_share=share))
     try:
         app, follower = _app(kami, settings)
         tune_for_serving()

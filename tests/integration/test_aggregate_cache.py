@@ -15,9 +15,10 @@ import pytest
 from domain.aggregate_cache import CachedLoads
 from domain.clock import ManualClock
 from domain.exceptions import BuyerBlacklisted, NotFound, OutOfStock, ProductUnavailable
+from domain.ids import bucket_id
 from domain.order import DELIVERED
 from domain.product import Product
-from domain.shop import Shop
+from domain.shop import Shop, ShopSettings
 from kami.bootstrap import Kami, build
 
 
@@ -90,7 +91,7 @@ def test_an_order_paid_through_another_process_reads_as_delivered(shop: Shop, ot
     assert seen.cards
 
 
-def test_cards_read_here_are_not_revealed_once_another_process_shreds_the_key(shop: Shop, other: Kami) -> None:
+def test_cards_are_not_revealed_once_another_process_shreds_the_key(shop: Shop, other: Kami) -> None:
     # This process has read the merchant's card key (and keeps it), then another process
     # shreds it: the buyer's next read must show no card, here as there.
     merchant_id, product_id = _product(shop, 2)
@@ -167,3 +168,21 @@ def test_an_id_given_as_text_is_checked_like_a_uuid(shop: Shop, other: Kami) -> 
     other.shop.restrict_merchant(merchant_id, "checks")
 
     assert shop.get_merchant(str(merchant_id)).restricted  # type: ignore[arg-type]
+
+
+def test_each_api_process_reserves_from_its_bucket_share(database_url: str, clock: ManualClock) -> None:
+    # Process 1 of 2 takes cards from buckets 1, 3, 5... while they have any, so that
+    # the other process's cached buckets are rarely the ones it changes.
+    second = build(database_url, clock=clock, settings=ShopSettings(bucket_share=(1, 2)))
+    try:
+        shop = second.shop
+        merchant = shop.register_merchant(unique("m"), "m@x")
+        product = shop.list_product(merchant.merchant_id, unique("p"), 1_000, "auto", buckets=4)
+        shop.import_cards(merchant.merchant_id, product.product_id, random_cards(40))
+        ours = {bucket_id(product.product_id, i) for i in (1, 3)}
+        for _ in range(12):
+            placed = shop.place_order(product.product_id, 1, "b@x")
+            order = shop.repository.get(placed.order_id)
+            assert {UUID(str(bid)) for bid, _ in order.reservation} <= ours
+    finally:
+        second.close()
