@@ -16,6 +16,7 @@ The clock is injected (monotonic seconds), so tests move time instead of sleepin
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
@@ -57,6 +58,7 @@ EXEMPT_ENV = "KAMI_RATE_LIMIT_EXEMPT"
 DEFAULT_EXEMPT = ("127.0.0.0/8", "::1/128")
 # Buckets kept at most; the least recently used go first (a full bucket loses nothing).
 MAX_TRACKED = 100_000
+ADDRESSES_REMEMBERED = 16_384
 
 
 @dataclass(frozen=True)
@@ -116,12 +118,17 @@ class RateLimiter:
         self._exempt: list[Network] = [ipaddress.ip_network(n, strict=False) for n in limits.exempt]
         self._buckets: OrderedDict[tuple[Kind, str], tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
+        # Parsing the peer's address and matching it against the exempt networks cost
+        # more than the bucket itself; a client sends many requests from one address.
+        self._address = functools.lru_cache(maxsize=ADDRESSES_REMEMBERED)(self._parse_address)
 
     def wait_for(self, kind: Kind, client: str | None) -> float:
         """Take one request from the bucket: 0 when allowed, else the seconds until it would be."""
         limit = self.limits.limit(kind)
+        if limit == 0:
+            return 0.0
         address = self._address(client)
-        if limit == 0 or address is None:
+        if address is None:
             return 0.0
         rate = limit / 60.0
         key = (kind, address)
@@ -149,7 +156,7 @@ class RateLimiter:
                 f"too many {WHAT[kind]} from this address; retry in {seconds} s", retry_after=seconds
             )
 
-    def _address(self, client: str | None) -> str | None:
+    def _parse_address(self, client: str | None) -> str | None:
         """The address to count against, or None when this client is not limited."""
         if not client:
             return None

@@ -6,10 +6,10 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminOrMerchant, CurrentMerchant, ShopDep
 from api.errors import error_responses
+from api.offload import in_thread
 from api.schemas.common import PositionOut
 from api.schemas.orders import (
     DeliveryCreate,
@@ -79,7 +79,7 @@ async def place_order(
     # The hot path is async with the Shop's blocking call sent to the thread pool by hand:
     # a sync route costs two hops to the pool (the call, then FastAPI's validation of the
     # answer), and each hop costs more CPU than the validation itself.
-    result = await run_in_threadpool(
+    result = await in_thread(
         shop.place_order, body.product_id, body.quantity, body.contact, body.promoter_code, idempotency_key
     )
     return OrderPlaced(
@@ -102,7 +102,7 @@ async def place_order(
 async def get_order(order_id: OrderId, shop: ShopDep, token: BuyerToken = None) -> OrderPublic:
     """The buyer's order, consistent with every command that has returned; cards once delivered."""
     # Async with one hop to the pool, like place_order: buyers poll this route.
-    view = await run_in_threadpool(shop.get_order, order_id, token)
+    view = await in_thread(shop.get_order, order_id, token)
     return OrderPublic.model_validate(_merchant_view(view) | {"cards": view.cards, "content": view.content})
 
 

@@ -17,10 +17,10 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import PaymentKeysDep, ShopDep
 from api.errors import UNAVAILABLE_ERRORS, error_responses
+from api.offload import in_thread
 from api.schemas.payments import PaymentOut, SandboxNotification
 from domain.exceptions import BadSignature, Busy, InvalidInput, KamiError
 from domain.money import parse_yuan
@@ -104,7 +104,7 @@ async def sandbox_notify(
     # Async with the Shop's blocking call sent to the pool by hand: one hop, where a sync
     # route takes two (the call, then FastAPI's validation of the answer). The signature
     # and the body are checked on the event loop: CPU only, a few microseconds.
-    result = await run_in_threadpool(shop.record_payment, "sandbox", note.order_id, note.txn_id, note.amount)
+    result = await in_thread(shop.record_payment, "sandbox", note.order_id, note.txn_id, note.amount)
     return PaymentOut.model_validate(
         {
             "order_id": result.order_id,
