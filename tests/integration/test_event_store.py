@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import uuid4
+
+from eventsourcing.persistence import StoredEvent
+from psycopg.sql import SQL
 
 from kami.bootstrap import Kami, build
 from tests.support.databases import fresh_database
@@ -30,3 +35,47 @@ def test_processes_starting_together_on_a_new_database_all_start(database_url: s
         finally:
             for system in systems:
                 system.close()
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Rows the plan's scans of the events table produced, over all their loops."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Relation Name") == "kami_events" else 0
+    return own + sum(_rows_read(child) for child in plan.get("Plans", []))
+
+
+def test_checking_a_version_reads_one_row_however_long_the_history(database_url: str) -> None:
+    # Every command's reads are checked when it commits, under the table lock: a card
+    # bucket with thousands of events must cost what a new aggregate costs.
+    with fresh_database(database_url) as url:
+        system = build(url)
+        try:
+            recorder = system.shop.recorder
+            long, short = uuid4(), uuid4()
+            history = [StoredEvent(long, v, "test:Event", b"{}") for v in range(1, 501)]
+            recorder.insert_batch([(history, {}), ([StoredEvent(short, 1, "test:Event", b"{}")], {})])
+
+            versions, head = recorder.versions_and_head([long, short, uuid4()])
+            assert versions == {long: 500, short: 1}
+            assert head == 501
+
+            with system.pool.connection() as conn:
+                explained = conn.execute(
+                    SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + recorder._versions_and_head_statement,
+                    ([long],),
+                ).fetchone()
+            assert explained is not None
+            # One row for the aggregate's last version, one for the log's head.
+            assert _rows_read(explained[0][0]["Plan"]) <= 2
+
+            # The committer's check reads the same way: a command that read the long
+            # history at its current version is written, one that read it earlier is not.
+            written = recorder.insert_batch(
+                [
+                    ([StoredEvent(long, 501, "test:Event", b"{}")], {long: 500}),
+                    ([StoredEvent(short, 2, "test:Event", b"{}")], {short: 1, long: 499}),
+                ]
+            )
+            assert set(written.ids) == {(long, 501)}
+            assert written.stale == {1: frozenset({long})}
+        finally:
+            system.close()
