@@ -56,6 +56,9 @@ DEFAULT_KAFKA_PARTITIONS = 8
 # (the follower's cost is per event, in the projections' writes, not per batch), and
 # every view read with ``?after=`` would wait that much longer.
 DEFAULT_FOLLOWER_GATHER_MS = 0
+# What an on/off variable may say.
+SWITCH_WORDS = {"1": True, "on": True, "true": True, "yes": True}
+SWITCH_WORDS |= {"0": False, "off": False, "false": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class Settings:
     kafka_topic: str = DEFAULT_KAFKA_TOPIC
     kafka_partitions: int = DEFAULT_KAFKA_PARTITIONS
     follower_gather_ms: int = DEFAULT_FOLLOWER_GATHER_MS
+    # Off: eventsourcing's plain write path (a transaction per command, every aggregate
+    # replayed from the store), to rule kami's committer and cache in or out of a problem,
+    # and the HTTP benchmark's baseline.
+    group_commit: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -88,6 +95,7 @@ class Settings:
         return ShopSettings(
             order_ttl=timedelta(minutes=self.order_ttl_minutes),
             after_sales_window=timedelta(days=self.after_sales_days),
+            group_commit=self.group_commit,
         )
 
     def secret_values(self) -> dict[str, str]:
@@ -158,6 +166,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         follower_gather_ms=_positive_int(
             env, "KAMI_FOLLOWER_GATHER_MS", DEFAULT_FOLLOWER_GATHER_MS, minimum=0
         ),
+        group_commit=_switch(env, "KAMI_GROUP_COMMIT", True),
     )
 
 
@@ -222,6 +231,16 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
     if value < minimum:
         floor = "positive" if minimum == 1 else f"at least {minimum}"
         raise SettingsError(f"{name} must be {floor}, got {value}", (name,))
+    return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    value = SWITCH_WORDS.get(raw.lower())
+    if value is None:
+        raise SettingsError(f"{name} must be on or off (1/0, true/false), got {raw!r}", (name,))
     return value
 
 

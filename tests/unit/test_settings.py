@@ -159,6 +159,21 @@ def test_a_bad_follower_gather_is_refused_by_name(tmp_path: Path, value: str) ->
         load_settings({"KAMI_HOME": str(tmp_path), "KAMI_FOLLOWER_GATHER_MS": value})
 
 
+def test_group_commit_is_on_unless_turned_off(tmp_path: Path) -> None:
+    default = load_settings({"KAMI_HOME": str(tmp_path)})
+    assert default.group_commit and default.shop_settings().group_commit
+    for word in ("0", "off", "False", "no"):
+        plain = load_settings({"KAMI_HOME": str(tmp_path), "KAMI_GROUP_COMMIT": word})
+        assert not plain.group_commit and not plain.shop_settings().group_commit
+    assert load_settings({"KAMI_HOME": str(tmp_path), "KAMI_GROUP_COMMIT": "on"}).group_commit
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "enabled"])
+def test_a_bad_group_commit_switch_is_refused_by_name(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="KAMI_GROUP_COMMIT"):
+        load_settings({"KAMI_HOME": str(tmp_path), "KAMI_GROUP_COMMIT": value})
+
+
 def test_a_malformed_database_url_is_refused_by_name() -> None:
     with pytest.raises(SettingsError, match="KAMI_DATABASE_URL"):
         load_settings({"KAMI_DATABASE_URL": "host=x port", **_secrets()})
