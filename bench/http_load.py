@@ -3,13 +3,12 @@ with p99 under 50 ms on the 2-core machine.
 
 The server: ``python -m kami.cli serve --host 127.0.0.1 --port P --workers W`` as a
 subprocess, against the benchmark's fresh database (``KAMI_DATABASE_URL``), random
-secrets and a temporary ``KAMI_HOME``, so as ops run it with the defaults: W = 1 (set
-``KAMI_BENCH_HTTP_SERVER_WORKERS``), one uvicorn process on uvloop and httptools, no
-access log, the embedded log follower (read models, process managers, hash chain) in
-the same process, ``KAMI_FOLLOWER_GATHER_MS`` as in the environment (default 0). With
-W > 1 the server is the supervisor and its W worker processes, one of which follows;
-the server's CPU then counts them all. The benchmark waits on ``/healthz``, then sets
-up over the API: merchants, auto-delivered products, their cards.
+secrets and a temporary ``KAMI_HOME``, as ops run it: W = 2 by default (one process per
+core; set ``KAMI_BENCH_HTTP_SERVER_WORKERS``), a supervisor and W uvicorn processes on
+uvloop and httptools sharing the port, no access log, the embedded log follower (read
+models, process managers, hash chain) in one of them. The server's CPU counts them all.
+Each phase starts a fresh server, which sets up its own merchants, auto-delivered
+products and cards over the API once ``/healthz`` answers.
 
 The load generator: a separate process (``multiprocessing``, spawned) with ``workers``
 threads, each a closed loop over its own keep-alive connection (``http.client``, the
@@ -23,17 +22,16 @@ it shares with the server and PostgreSQL) for ``seconds`` after a warm-up:
 
 An order counts when its cards are readable; its latency runs from sending the callback
 to reading the cards (2 + 3). ``orders_per_s`` is the orders completed in the measured
-window over its length. The section's figures are from ``workers`` (16) clients, enough to
-keep the server busy; a second phase with ``light_workers`` (2) gives the latency when
-little queues (``light``). A third phase (``api_only``, 16 clients) runs a second
-``kami serve`` in its scale-out mode (``KAMI_KAFKA_BOOTSTRAP`` set, so no embedded
-follower in the process; the relay and consumers are not run, since the measured path
-reads the order aggregate and no read model): what the follower costs the API process.
-Per-IP rate limits are turned off for the server (loopback is exempt by default anyway).
+window over its length.
 
-There is no baseline in the same run: kami serve offers no switch to its plain mode. The
-figures are set against the goal, with the CPU seconds of the server, the generator and
-the database's backends in the window, to say where the time goes.
+Phases: ``repeats`` (3) of kami and as many of the baseline, alternated (kami first on
+even repeats), each with ``workers`` (16) clients; the section's figures are kami's
+medians. The baseline is the same server with ``KAMI_GROUP_COMMIT=off``: eventsourcing's
+plain write path (a transaction per command, every aggregate replayed from the store)
+behind the same API. Then ``light`` (2 clients: the latency when little queues) and
+``one_process`` (``--workers 1``, 16 clients). Per-IP rate limits are off for the server
+(loopback is exempt by default anyway). The CPU seconds of the server, the generator and
+the database's backends in each window say where the time goes.
 """
 
 from __future__ import annotations
@@ -54,7 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +79,11 @@ class Config:
     light_workers: int = 2
     products: int = 8
     cards_per_product: int = 2_500
-    # `kami serve --workers`: API processes sharing the port, one of them following.
-    server_workers: int = 1
+    # `kami serve --workers`: API processes sharing the port, one of them following. Two
+    # on this 2-core machine: one process is held to one core by its GIL.
+    server_workers: int = 2
+    # Phases of kami and of the baseline, alternated; the figures are their medians.
+    repeats: int = 3
 
     @classmethod
     def from_env(cls) -> Config:
@@ -97,6 +98,7 @@ class Config:
             products=int(number("PRODUCTS", cls.products)),
             cards_per_product=int(number("CARDS", cls.cards_per_product)),
             server_workers=int(number("SERVER_WORKERS", cls.server_workers)),
+            repeats=int(number("REPEATS", cls.repeats)),
         )
 
 
@@ -259,7 +261,15 @@ def _free_port() -> int:
 class Server:
     """``kami serve`` on a free loopback port, against ``database_url``."""
 
-    def __init__(self, database_url: str, home: Path, *, follower: bool = True, workers: int = 1) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        home: Path,
+        *,
+        follower: bool = True,
+        workers: int = 1,
+        group_commit: bool = True,
+    ) -> None:
         self.port = _free_port()
         self.secrets = {name: secrets.token_urlsafe(24) for name in SECRET_VARS}
         env = {
@@ -272,6 +282,8 @@ class Server:
             "KAMI_RATE_LIMIT_ORDERS": "0",
             "KAMI_RATE_LIMIT_LOOKUPS": "0",
             "KAMI_RATE_LIMIT_CALLBACKS": "0",
+            # Off for the baseline: eventsourcing's plain write path behind the same API.
+            "KAMI_GROUP_COMMIT": "on" if group_commit else "off",
         }
         env.pop("KAMI_KAFKA_BOOTSTRAP", None)
         if not follower:
@@ -280,7 +292,7 @@ class Server:
             # measured path reads the order aggregate, never a read model). Nothing
             # connects to this address.
             env["KAMI_KAFKA_BOOTSTRAP"] = "127.0.0.1:9"
-        self._log = home / f"serve{'' if follower else '-api-only'}.log"
+        self._log = home / f"serve-{self.port}.log"
         argv = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
         with self._log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -420,48 +432,101 @@ def load(
     return summary
 
 
+def phase(
+    database_url: str, home: Path, config: Config, *, clients: int, workers: int, group_commit: bool = True
+) -> dict[str, Any]:
+    """A fresh server on the benchmark's database, its own products, one measured phase."""
+    server = Server(database_url, home, workers=workers, group_commit=group_commit)
+    try:
+        server.wait_healthy()
+        products = set_up(server, config)
+        summary = load(server, database_url, products, clients, replace(config, server_workers=workers))
+    finally:
+        server.stop()
+    summary["baseline"] = not group_commit
+    return summary
+
+
 def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, Any]]:
     config = config or Config.from_env()
+    kami: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="kami-bench-http-") as home:
-        server = Server(database_url, Path(home), workers=config.server_workers)
-        try:
-            server.wait_healthy()
-            began = time.perf_counter()
-            products = set_up(server, config)
-            print(
-                f"bench http: {config.products} products of {config.cards_per_product} cards set up"
-                f" in {time.perf_counter() - began:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            section = load(server, database_url, products, config.workers, config)
-            light = load(server, database_url, products, config.light_workers, config)
-        finally:
-            server.stop()
-        api_only = Server(database_url, Path(home), follower=False, workers=config.server_workers)
-        try:
-            api_only.wait_healthy()
-            alone = load(api_only, database_url, set_up(api_only, config), config.workers, config)
-        finally:
-            api_only.stop()
-    section["products"] = config.products
-    section["light"] = {
-        k: light[k]
-        for k in ("workers", "orders_per_s", "p50_ms", "p95_ms", "p99_ms", "server_cpu_per_order_ms", "cpu_s")
-    }
-    section["api_only"] = {
-        k: alone[k]
-        for k in (
-            "workers",
-            "orders_per_s",
-            "p50_ms",
-            "p95_ms",
-            "p99_ms",
-            "server_cpu_per_order_ms",
-            "cpu_s",
+        for repeat in range(config.repeats):
+            # kami first on even repeats, the baseline first on odd ones: both share the
+            # machine's drifts.
+            for group_commit in (True, False) if repeat % 2 == 0 else (False, True):
+                runs = kami if group_commit else plain
+                runs.append(
+                    phase(
+                        database_url,
+                        Path(home),
+                        config,
+                        clients=config.workers,
+                        workers=config.server_workers,
+                        group_commit=group_commit,
+                    )
+                )
+        light = phase(
+            database_url, Path(home), config, clients=config.light_workers, workers=config.server_workers
         )
-    }
+        one = phase(database_url, Path(home), config, clients=config.workers, workers=1)
+    section = _median_phase(kami)
+    section["repeats"] = config.repeats
+    section["per_repeat_orders_per_s"] = [r["orders_per_s"] for r in kami]
+    section["per_repeat_p99_ms"] = [r["p99_ms"] for r in kami]
+    section["products"] = config.products
+    baseline = _median_phase(plain)
+    section["baseline"] = {k: baseline[k] for k in FIGURES}
+    section["baseline"]["per_repeat_orders_per_s"] = [r["orders_per_s"] for r in plain]
+    section["baseline"]["what"] = (
+        "the same kami serve with KAMI_GROUP_COMMIT=off: eventsourcing's plain write path"
+        " (one transaction per command, every aggregate replayed from the store)"
+    )
+    section["ratio"] = (
+        round(section["orders_per_s"] / baseline["orders_per_s"], 2) if baseline["orders_per_s"] else None
+    )
+    section["light"] = {k: light[k] for k in FIGURES}
+    section["one_process"] = {k: one[k] for k in FIGURES}
     return {"http": section}
+
+
+FIGURES = (
+    "workers",
+    "orders_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "server_cpu_per_order_ms",
+    "cpu_s",
+    "cores_busy",
+)
+
+
+def _median_phase(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs' figures as one: each number the median over the runs, the rest the first's."""
+    merged = dict(runs[0])
+    for key in (
+        "orders_per_s",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "place_p50_ms",
+        "place_p99_ms",
+        "callback_p50_ms",
+        "callback_p99_ms",
+        "mean_ms",
+        "cores_busy",
+        "server_cpu_per_order_ms",
+    ):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        merged[key] = round(statistics.median(values), 2) if values else None
+    merged["cpu_s"] = {k: round(statistics.median(r["cpu_s"][k] for r in runs), 2) for k in runs[0]["cpu_s"]}
+    merged["orders"] = sum(r["orders"] for r in runs)
+    merged["rereads"] = sum(r["rereads"] for r in runs)
+    merged["errors"] = _merge([r["errors"] for r in runs])
+    merged["meets_goal"] = merged["orders_per_s"] >= GOAL_ORDERS_PER_S and merged["p99_ms"] < GOAL_P99_MS
+    return merged
 
 
 def summarise(
@@ -519,22 +584,25 @@ def table(sections: dict[str, dict[str, Any]]) -> str:
     s = sections["http"]
     verdict = "meets" if s["meets_goal"] else "BELOW"
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in s["cpu_s"].items() if k != "server_event_loop")
+    b, light, one = s["baseline"], s["light"], s["one_process"]
     return "\n".join(
         [
-            f"http: place + pay + read over HTTP against kami serve, {s['workers']} closed-loop"
-            f" clients, {s['seconds']:.0f} s",
-            f"  orders/s {s['orders_per_s']:.1f}; callback sent -> cards read: p50 {s['p50_ms']:.1f}"
-            f" / p95 {s['p95_ms']:.1f} / p99 {s['p99_ms']:.1f} ms",
+            f"http: place + pay + read over HTTP against kami serve --workers {s['server_workers']},"
+            f" {s['workers']} closed-loop clients, {s['seconds']:.0f} s x {s['repeats']} (medians)",
+            f"  kami:     {s['orders_per_s']:.1f} orders/s {s['per_repeat_orders_per_s']};"
+            f" callback sent -> cards read: p50 {s['p50_ms']:.1f} / p95 {s['p95_ms']:.1f}"
+            f" / p99 {s['p99_ms']:.1f} ms",
+            f"  baseline: {b['orders_per_s']:.1f} orders/s {b['per_repeat_orders_per_s']};"
+            f" p50 {b['p50_ms']:.1f} / p95 {b['p95_ms']:.1f} / p99 {b['p99_ms']:.1f} ms"
+            f" (KAMI_GROUP_COMMIT=off); kami / baseline = {s['ratio']}x",
             f"  {verdict} the goal of {s['goal_orders_per_s']} orders/s with p99 < {s['goal_p99_ms']:g} ms",
-            f"  at light load ({s['light']['workers']} clients): {s['light']['orders_per_s']:.1f} orders/s,"
-            f" p50 {s['light']['p50_ms']:.1f} / p95 {s['light']['p95_ms']:.1f}"
-            f" / p99 {s['light']['p99_ms']:.1f} ms",
-            f"  API only (no embedded follower; {s['api_only']['workers']} clients):"
-            f" {s['api_only']['orders_per_s']:.1f} orders/s, p50 {s['api_only']['p50_ms']:.1f}"
-            f" / p99 {s['api_only']['p99_ms']:.1f} ms, server CPU per order"
-            f" {s['api_only']['server_cpu_per_order_ms']} ms",
+            f"  at light load ({light['workers']} clients): {light['orders_per_s']:.1f} orders/s,"
+            f" p50 {light['p50_ms']:.1f} / p95 {light['p95_ms']:.1f} / p99 {light['p99_ms']:.1f} ms",
+            f"  one API process (--workers 1, {one['workers']} clients): {one['orders_per_s']:.1f} orders/s,"
+            f" p50 {one['p50_ms']:.1f} / p99 {one['p99_ms']:.1f} ms, server CPU per order"
+            f" {one['server_cpu_per_order_ms']} ms",
             f"  CPU seconds in the window: {cpu} ({s['cores_busy']:.2f} cores busy); the server's"
-            f" event loop {s['cpu_s']['server_event_loop']:.1f}; server CPU per order"
+            f" event loops {s['cpu_s']['server_event_loop']:.1f}; server CPU per order"
             f" {s['server_cpu_per_order_ms']} ms",
         ]
     )
