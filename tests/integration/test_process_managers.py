@@ -96,3 +96,34 @@ def test_a_refund_inside_the_window_cancels_the_settlement(kami: Kami, clock: Ma
     clock.advance(timedelta(days=8))
     manager.tick()
     assert shop.get_promoter(sharer.promoter_id).available == 0
+
+
+def _deadlines(kami: Kami, order_id: object) -> set[str]:
+    with kami.pool.connection() as conn:
+        rows = conn.execute("SELECT kind FROM pm_deadlines WHERE order_id = %s", (order_id,)).fetchall()
+    return {kind for (kind,) in rows}
+
+
+def test_within_one_batch_each_deadline_ends_as_its_last_event_says(kami: Kami) -> None:
+    # Placed schedules the expiry, Paid cancels it and schedules the settlement: one
+    # catch-up reads all three orders' events in a single batch.
+    shop = kami.shop
+    _, product = _setup(kami, cards=3)
+    sharer = shop.join_promoter("Di", "di@example.com")
+    paid = shop.place_order(product.product_id, 1, "a@example.com", sharer.code)
+    shop.record_payment("sandbox", paid.order_id, uuid4().hex, paid.amount)
+    pending = shop.place_order(product.product_id, 1, "b@example.com")
+    refunded = shop.place_order(product.product_id, 1, "c@example.com", sharer.code)
+    shop.record_payment("sandbox", refunded.order_id, uuid4().hex, refunded.amount)
+    runner, _ = _managers(kami)
+    runner.catch_up()
+    assert _deadlines(kami, paid.order_id) == {"settle"}
+    assert _deadlines(kami, pending.order_id) == {"expire"}
+    assert _deadlines(kami, refunded.order_id) == {"settle"}
+
+    # A later batch cancels what an earlier one scheduled.
+    merchant_id = shop.get_order_for_merchant(refunded.order_id, None).merchant_id
+    shop.refund_order(refunded.order_id, "wrong region", merchant_id)
+    runner.catch_up()
+    assert _deadlines(kami, refunded.order_id) == set()
+    assert _deadlines(kami, paid.order_id) == {"settle"}
