@@ -7,14 +7,16 @@ takes everything queued and inserts it at once. A command whose events would col
 with another in the same batch, or with one already committed, is sent back to retry
 before the batch is written, so one stale command never fails a whole batch.
 
-A connection that dies during the COMMIT leaves the outcome unknown. eventsourcing's
-recorder retries the insert on a fresh connection; if the lost COMMIT had happened,
-that retry collides with the batch's own events and raises IntegrityError, which must
-not be read as another writer's conflict: the commands would run again and do their
-work twice (a second withdrawal, a second order). So on IntegrityError, and when the
-recorder gives up on the connection, the committer asks the store whether these very
-events are in it. If they are, the batch is written; if the store cannot be asked, the
-error reaches the commands (a 503; the client's retry is made safe by idempotency).
+A connection that dies during the COMMIT leaves the outcome unknown. The recorder
+(``ShopRecorder.insert_batch``, retried like eventsourcing's inserts) runs the write
+again on a fresh connection; if the lost COMMIT had happened, that retry finds the
+batch's own events: the read check refuses the commands that read what they wrote, and
+one that read nothing collides (IntegrityError). Neither must be read as another
+writer's conflict: the commands would run again and do their work twice (a second
+withdrawal, a second order). So then, and when the recorder gives up on the connection,
+the committer asks the store whether these very events are in it. If they are, the batch
+is written; if the store cannot be asked, the error reaches the commands (a 503; the
+client's retry is made safe by idempotency).
 
 Each command also hands over its read set: the version of every aggregate it loaded
 (``domain.aggregate_cache``). A command is stale if a command before it in the batch, or
