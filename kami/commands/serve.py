@@ -136,16 +136,10 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from kami.commands.common import open_kami, resolve_database_url
+    from kami.commands.lifecycle import stop_on_signals
     from kami.demo import describe, seed_demo
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
 
     # Resolved here, once: the workers get the URL and never start (nor, on exit, stop)
     # the embedded server; this process is its user and stops it when it exits.

@@ -18,14 +18,13 @@ from pathlib import Path
 from uuid import UUID
 
 import httpx
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from domain.order import Order
 from domain.shop import Shop
 from kami.demo import seed_demo
 from kami.settings import SECRET_VARS
+from tests.support.databases import fresh_database
 
 # The console script that `pip install -e .` puts next to the interpreter.
 KAMI = str(Path(sys.executable).with_name("kami"))
@@ -97,13 +96,8 @@ def _serve(tmp: Path, env: dict[str, str], *args: str) -> Served:
 @pytest.fixture
 def fresh_database_url(database_url: str) -> Iterator[str]:
     """A database of its own on the test server, so the demo seeds into an empty store."""
-    name = f"kami_cli_{secrets.token_hex(4)}"
-    admin = make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(database_url, dbname=name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(database_url, "kami_cli") as url:
+        yield url
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ import httpx
 import psutil
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from consumers.embedded import APPLICATION_NAME, FOLLOWER_LOCK_KEY
 from kami.settings import SECRET_VARS
+from tests.support.databases import fresh_database
 
 KAMI = str(Path(sys.executable).with_name("kami"))
 DEADLINE_S = 60.0
@@ -167,13 +167,8 @@ def followers(database_url: str) -> tuple[list[int], list[int]]:
 
 @pytest.fixture
 def database(database_url: str) -> Iterator[str]:
-    name = f"kami_workers_{secrets.token_hex(4)}"
-    admin = make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(database_url, dbname=name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(database_url, "kami_workers") as url:
+        yield url
 
 
 @pytest.fixture
