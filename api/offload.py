@@ -31,7 +31,4 @@ def _pool() -> ThreadPoolExecutor:
 
 async def in_thread(call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """``call(*args, **kwargs)`` on the pool, awaited; its exception is raised here."""
-    loop = asyncio.get_running_loop()
-    if kwargs:
-        return await loop.run_in_executor(_pool(), functools.partial(call, *args, **kwargs))
-    return await loop.run_in_executor(_pool(), call, *args)
+    return await asyncio.get_running_loop().run_in_executor(_pool(), functools.partial(call, *args, **kwargs))

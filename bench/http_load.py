@@ -480,6 +480,19 @@ def load(
     return summary
 
 
+# What the section keeps of the baseline and of each other phase.
+FIGURES = (
+    "workers",
+    "orders_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "server_cpu_per_order_ms",
+    "cpu_s",
+    "cores_busy",
+)
+
+
 def phase(
     database_url: str, home: Path, config: Config, *, clients: int, workers: int, group_commit: bool = True
 ) -> dict[str, Any]:
@@ -541,18 +554,6 @@ def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, 
     section["moderate"] = {k: moderate[k] for k in FIGURES}
     section["one_process"] = {k: one[k] for k in FIGURES}
     return {"http": section}
-
-
-FIGURES = (
-    "workers",
-    "orders_per_s",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "server_cpu_per_order_ms",
-    "cpu_s",
-    "cores_busy",
-)
 
 
 def _median_phase(runs: list[dict[str, Any]]) -> dict[str, Any]:

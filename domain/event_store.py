@@ -149,8 +149,10 @@ _LAST_VERSION = (
 
 # plpgsql: output columns are variables inside the body, hence the unambiguous names
 # and the qualified columns. The reads are checked after the lock is taken: no writer
-# can come between that check and the insert. Events are inserted in the order given,
-# so notification ids follow each aggregate's versions.
+# can come between that check and the insert. A read is stale as in
+# domain.aggregate_cache.stale_reads: the stored version (0 if none) is not the one read.
+# Events are inserted in the order given, so notification ids follow each aggregate's
+# versions.
 _INSERT_BATCH = """
 CREATE OR REPLACE FUNCTION {schema}.{function}(
     event_cmds int[], event_ids {id_type}[], event_versions bigint[], event_topics text[],

@@ -57,8 +57,10 @@ DEFAULT_KAFKA_PARTITIONS = 8
 # every view read with ``?after=`` would wait that much longer.
 DEFAULT_FOLLOWER_GATHER_MS = 0
 # What an on/off variable may say.
-SWITCH_WORDS = {"1": True, "on": True, "true": True, "yes": True}
-SWITCH_WORDS |= {"0": False, "off": False, "false": False, "no": False}
+SWITCH_WORDS = {
+    **dict.fromkeys(("1", "on", "true", "yes"), True),
+    **dict.fromkeys(("0", "off", "false", "no"), False),
+}
 
 
 @dataclass(frozen=True)
