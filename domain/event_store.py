@@ -1,5 +1,8 @@
 """eventsourcing's PostgreSQL recorder, plus the two questions kami's aggregate cache asks.
 
+Its statements are rendered to text once (``_rendered``), eventsourcing's ``select_events``
+included: psycopg renders a composed statement again on every execute.
+
 - ``versions_and_head``: the current version of some aggregates and the log's head, in
   one round trip (a command that wrote nothing checks what it read with it).
 - ``insert_batch``: the group committer's write. After taking the table lock that
@@ -19,7 +22,8 @@ from uuid import UUID
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg.sql import SQL, Identifier
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Composable, Identifier
 
 # Every kami process holds this advisory lock while it creates tables: processes starting
 # together on a new database (API, relay, consumers) would otherwise race on the catalog
@@ -53,15 +57,20 @@ class ShopRecorder(PostgresApplicationRecorder):
         id_type = Identifier(self.datastore.originator_id_type)
         # Each aggregate's version is its last row, one step down the primary key's index
         # (max() with GROUP BY would read every version: a card bucket has thousands).
-        self._versions_and_head_statement = SQL(
-            "SELECT ids.id, (" + _LAST_VERSION.format(id="ids.id") + ") AS version"
-            " FROM unnest(%s::{id_type}[]) AS ids(id)"
-            " UNION ALL SELECT NULL, max(notification_id) FROM {schema}.{table}"
-        ).format(schema=schema, table=table, id_type=id_type)
+        self._versions_and_head_statement = _rendered(
+            SQL(
+                "SELECT ids.id, (" + _LAST_VERSION.format(id="ids.id") + ") AS version"
+                " FROM unnest(%s::{id_type}[]) AS ids(id)"
+                " UNION ALL SELECT NULL, max(notification_id) FROM {schema}.{table}"
+            ).format(schema=schema, table=table, id_type=id_type)
+        )
         function = Identifier(f"kami_insert_batch_{self.events_table_name}")
-        self._insert_batch_statement = SQL(
-            "SELECT * FROM {schema}.{function}(%s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(schema=schema, function=function)
+        self._insert_batch_statement = _rendered(
+            SQL("SELECT * FROM {schema}.{function}(%s, %s, %s, %s, %s, %s, %s, %s)").format(
+                schema=schema, function=function
+            )
+        )
+        self._select_events_statements: dict[tuple[bool, bool, bool, bool], str] = {}
         # The whole write in one statement, so in one round trip: the table lock is held
         # while PostgreSQL works and flushes, never while a Python thread waits for its
         # process's GIL between statements. With several API processes that wait was
@@ -85,17 +94,53 @@ class ShopRecorder(PostgresApplicationRecorder):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """eventsourcing's ``select_events``, with each shape of the statement rendered once:
+        it composes and renders the statement on every call, and an aggregate missing from
+        the cache (a new txn id, another process's order) is loaded on the hot path."""
+        shape = (gt is not None, lte is not None, desc, limit is not None)
+        statement = self._select_events_statements.get(shape)
+        if statement is None:
+            composed = SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {schema}.{table}"
+                " WHERE originator_id = %s"
+            ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+            if gt is not None:
+                composed += SQL(" AND originator_version > %s")
+            if lte is not None:
+                composed += SQL(" AND originator_version <= %s")
+            composed += SQL(" ORDER BY originator_version " + ("DESC" if desc else "ASC"))
+            if limit is not None:
+                composed += SQL(" LIMIT %s")
+            statement = self._select_events_statements.setdefault(shape, _rendered(composed))
+        params = [originator_id, *(p for p in (gt, lte, limit) if p is not None)]
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, params, prepare=True)
+            return [
+                StoredEvent(originator_id=oid, originator_version=version, topic=topic, state=bytes(state))
+                for oid, version, topic, state in curs.fetchall()
+            ]
+
     def versions_and_head(self, ids: Sequence[UUID]) -> tuple[dict[UUID, int], int]:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._versions_and_head_statement, (list(ids),), prepare=True)
             rows = curs.fetchall()
         head = 0
         versions: dict[UUID, int] = {}
-        for row in rows:
-            if row["id"] is None:
-                head = int(row["version"] or 0)
-            elif row["version"] is not None:  # None: never stored
-                versions[row["id"]] = int(row["version"])
+        for oid, version in rows:
+            if oid is None:
+                head = int(version or 0)
+            elif version is not None:  # None: never stored
+                versions[oid] = int(version)
         return versions, head
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -128,17 +173,24 @@ class ShopRecorder(PostgresApplicationRecorder):
                 read_ids.append(oid)
                 read_versions.append(version)
         params = (event_cmds, event_ids, versions, topics, states, read_cmds, read_ids, read_versions)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._insert_batch_statement, params, prepare=True)
             rows = curs.fetchall()
         ids: dict[tuple[UUID, int], int] = {}
         stale: dict[int, set[UUID]] = {}
-        for row in rows:
-            if row["stale_cmd"] is None:
-                ids[(row["originator_id"], int(row["originator_version"]))] = int(row["notification_id"])
+        for stale_cmd, oid, version, notification_id in rows:
+            if stale_cmd is None:
+                ids[(oid, int(version))] = int(notification_id)
             else:
-                stale.setdefault(int(row["stale_cmd"]), set()).add(row["originator_id"])
+                stale.setdefault(int(stale_cmd), set()).add(oid)
         return Written(ids, {n: frozenset(oids) for n, oids in stale.items()})
+
+
+def _rendered(statement: Composable) -> str:
+    """A composed statement as text, once: psycopg renders a ``Composable`` (quoting each
+    identifier) on every execute. The names are kami's own plain identifiers, so quoting
+    them without a connection gives the same text."""
+    return statement.as_string()
 
 
 # The stored version of aggregate {id}: its last row, read backwards off the primary key.

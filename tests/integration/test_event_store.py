@@ -8,7 +8,6 @@ from typing import Any
 from uuid import uuid4
 
 from eventsourcing.persistence import StoredEvent
-from psycopg.sql import SQL
 
 from kami.bootstrap import Kami, build
 from tests.support.databases import fresh_database
@@ -60,7 +59,7 @@ def test_checking_a_version_reads_one_row_however_long_the_history(database_url:
 
             with system.pool.connection() as conn:
                 explained = conn.execute(
-                    SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + recorder._versions_and_head_statement,
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + recorder._versions_and_head_statement,
                     ([long],),
                 ).fetchone()
             assert explained is not None
@@ -77,5 +76,38 @@ def test_checking_a_version_reads_one_row_however_long_the_history(database_url:
             )
             assert set(written.ids) == {(long, 501)}
             assert written.stale == {1: frozenset({long})}
+        finally:
+            system.close()
+
+
+def test_reading_an_aggregates_events_answers_as_eventsourcings_recorder(database_url: str) -> None:
+    # ShopRecorder renders each shape of the statement once instead of on every call:
+    # every filter and order must still select what eventsourcing's own method selects.
+    with fresh_database(database_url) as url:
+        system = build(url)
+        try:
+            recorder = system.shop.recorder
+            aggregate = uuid4()
+            recorder.insert_batch(
+                [([StoredEvent(aggregate, v, f"test:E{v}", b"{}") for v in range(1, 8)], {})]
+            )
+            plain = super(type(recorder), recorder).select_events
+            shapes: list[dict[str, Any]] = [
+                {},
+                {"gt": 2},
+                {"lte": 5},
+                {"gt": 2, "lte": 5},
+                {"desc": True},
+                {"desc": True, "limit": 1},
+                {"gt": 1, "lte": 6, "desc": True, "limit": 3},
+                {"limit": 2},
+            ]
+            for shape in shapes:
+                assert recorder.select_events(aggregate, **shape) == plain(aggregate, **shape), shape
+            assert [
+                e.originator_version
+                for e in recorder.select_events(aggregate, gt=1, lte=6, desc=True, limit=3)
+            ] == [6, 5, 4]
+            assert recorder.select_events(uuid4()) == []
         finally:
             system.close()
