@@ -12,6 +12,12 @@ fresh state. So a stale cache costs a retry, never a wrong decision.
 
 Entries are only ever replaced by newer versions: a thread that loaded an old version
 from the store cannot overwrite the version a commit just put there.
+
+An id that is new by construction (a payment's id derived from a fresh txn id) is not
+looked up on a miss: it is taken as absent (``likely_new``), and the read check that
+every command passes anyway proves it. A wrong guess (a provider's retry landing in
+another process) costs a retry, whose catch-up loads the aggregate; a right one saves a
+round trip on every payment.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from copy import deepcopy
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -46,7 +54,10 @@ class Loads(Protocol):
     # Whether a command's reads must be checked before its outcome is trusted.
     checks_reads: bool
 
-    def load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None: ...
+    def load(self, aggregate_id: UUID, *, copy: bool, likely_new: bool = False) -> Aggregate | None:
+        """The aggregate (a copy of it if ``copy``), None if it does not exist. With
+        ``likely_new`` an aggregate not at hand may be taken as absent: only for loads
+        whose read is checked before the command's outcome is trusted."""
 
     def check(self, reads: Mapping[UUID, int]) -> int:
         """Raise StaleRead if any of these versions is no longer current; else the log head."""
@@ -66,7 +77,7 @@ class StoreLoads:
         self._repository = repository
         self._recorder = recorder
 
-    def load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None:
+    def load(self, aggregate_id: UUID, *, copy: bool, likely_new: bool = False) -> Aggregate | None:
         try:
             return self._repository.get(aggregate_id, deepcopy_from_cache=copy)
         except AggregateNotFoundError:
@@ -101,22 +112,27 @@ class CachedLoads:
         self._entries: OrderedDict[UUID, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None:
+    def load(self, aggregate_id: UUID, *, copy: bool, likely_new: bool = False) -> Aggregate | None:
         with self._lock:
             entry = self._entries.get(aggregate_id)
             if entry is not None:
                 self._entries.move_to_end(aggregate_id)
         if entry is None:
-            try:
-                entry = self._repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                entry = _ABSENT
+            if likely_new:
+                return None  # not cached either: the guess is checked with the command's reads
+            entry = self._fetch(aggregate_id)
             self._put(aggregate_id, entry)
         if entry is _ABSENT:
             return None
         # Cached objects are shared and never changed in place: a command that will
         # change one works on its own copy, which replaces the entry once committed.
-        return deepcopy(entry) if copy else entry
+        return copy_of(entry) if copy else entry
+
+    def _fetch(self, aggregate_id: UUID) -> Any:
+        try:
+            return self._repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return _ABSENT
 
     def check(self, reads: Mapping[UUID, int]) -> int:
         current, head = self._recorder.versions_and_head(list(reads))
@@ -136,6 +152,8 @@ class CachedLoads:
             with self._lock:
                 entry = self._entries.get(aggregate_id)
             if entry is None:
+                # Never cached (taken as absent, or evicted): the retry needs what is stored.
+                self._put(aggregate_id, self._fetch(aggregate_id))
                 continue
             if entry is _ABSENT:
                 with self._lock:
@@ -144,7 +162,7 @@ class CachedLoads:
                 continue
             missed = list(self._repository.event_store.get(aggregate_id, gt=entry.version))
             if missed:
-                self._put(aggregate_id, project_aggregate(deepcopy(entry), missed))
+                self._put(aggregate_id, project_aggregate(copy_of(entry), missed))
 
     def _put(self, aggregate_id: UUID, entry: Any) -> None:
         with self._lock:
@@ -155,6 +173,40 @@ class CachedLoads:
             self._entries.move_to_end(aggregate_id)
             while len(self._entries) > self._maxsize:
                 self._entries.popitem(last=False)
+
+
+# Values that never change once made: a copy may share them. deepcopy rebuilds every
+# UUID and datetime through __reduce__, most of the cost of copying an order.
+_IMMUTABLE = (str, int, float, bytes, type(None), UUID, datetime, date, timedelta, Decimal, frozenset)
+
+
+def copy_of(aggregate: Any) -> Any:
+    """A copy of a cached aggregate that shares nothing a command could change.
+
+    An aggregate with a ``__deepcopy__`` of its own (a card bucket) is copied its way.
+    Otherwise its attributes are copied as ``_copied`` says: lists, dicts, sets and
+    tuples anew, immutable values shared, anything else deep-copied.
+    """
+    if hasattr(aggregate, "__deepcopy__"):
+        return deepcopy(aggregate)
+    clone = object.__new__(type(aggregate))
+    clone.__dict__.update({name: _copied(value) for name, value in aggregate.__dict__.items()})
+    return clone
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, _IMMUTABLE):
+        return value
+    kind = type(value)
+    if kind is list:
+        return [_copied(v) for v in value]
+    if kind is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if kind is tuple:
+        return tuple(_copied(v) for v in value)
+    if kind is set:
+        return {_copied(v) for v in value}
+    return deepcopy(value)
 
 
 def version_of(aggregate: Aggregate | None) -> int:

@@ -513,7 +513,11 @@ class Shop(Application[UUID]):
 
         def command(uow: UnitOfWork) -> OrderPlaced:
             now = self._now()
-            if request is not None and (earlier := uow.peek(request.order_id, Order)) is not None:
+            # A key is new but for a retry, which is found here or by the read check.
+            if (
+                request is not None
+                and (earlier := uow.peek(request.order_id, Order, likely_new=True)) is not None
+            ):
                 return self._replayed_order(earlier, request, product_id, quantity, contact)
             product = uow.read(product_id, Product, "product")
             unit = product.quote(quantity)
@@ -666,7 +670,8 @@ class Shop(Application[UUID]):
             now = self._now()
             # The payment first: once it is seen, the order loaded next is at least as new
             # as the command that recorded it, so a duplicate reports the current status.
-            earlier = uow.peek(payment_id(provider, txn_id), Payment)
+            # A txn id is new but for a provider's retry, found here or by the read check.
+            earlier = uow.peek(payment_id(provider, txn_id), Payment, likely_new=True)
             order = uow.get(order_id, Order, "order")
             # A txn seen before is a duplicate whatever else it says: the provider is
             # retrying, and a retry changes nothing.

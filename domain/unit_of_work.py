@@ -26,10 +26,10 @@ class UnitOfWork:
         # Card buckets this command is working on, so others can steer clear of them.
         self.busy: list[UUID] = []
 
-    def _load(self, aggregate_id: UUID, *, copy: bool) -> Aggregate | None:
+    def _load(self, aggregate_id: UUID, *, copy: bool, likely_new: bool = False) -> Aggregate | None:
         # Callers may pass an id as text; the cache and the store's answers use UUIDs.
         key = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
-        aggregate = self._loads.load(key, copy=copy)
+        aggregate = self._loads.load(key, copy=copy, likely_new=likely_new)
         self.reads.setdefault(key, version_of(aggregate))
         return aggregate
 
@@ -45,15 +45,17 @@ class UnitOfWork:
         # An id of another kind is as good as no id: never let a caller mix them up.
         return aggregate if isinstance(aggregate, kind) else None
 
-    def peek(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+    def peek(self, aggregate_id: UUID, kind: type[A], *, likely_new: bool = False) -> A | None:
         """An aggregate this command only reads: the cached object itself, not a copy.
 
         Never call its command methods. Copying every aggregate a command merely looks
         at (merchant, product, promoter) was a large share of each command's CPU.
+        ``likely_new``: the id is new by construction (a fresh txn id), so one not
+        cached is taken as absent without asking the store (``domain.aggregate_cache``).
         """
         aggregate = self._aggregates.get(aggregate_id) or self._read.get(aggregate_id)
         if aggregate is None:
-            aggregate = self._load(aggregate_id, copy=False)
+            aggregate = self._load(aggregate_id, copy=False, likely_new=likely_new)
             if aggregate is None:
                 return None
             self._read[aggregate_id] = aggregate

@@ -186,3 +186,54 @@ def test_each_api_process_reserves_from_its_bucket_share(database_url: str, cloc
             assert {UUID(str(bid)) for bid, _ in order.reservation} <= ours
     finally:
         second.close()
+
+
+def test_a_new_txn_id_is_not_looked_up_in_the_store(shop: Shop) -> None:
+    # A payment's id comes from its txn id, new but for a provider's retry: it is taken
+    # as absent, and the read check at commit proves it, with no query of its own.
+    _, product_id = _product(shop, 1)
+    placed = shop.place_order(product_id, 1, "b@x")
+    looked_up: list[UUID] = []
+    select_events = shop.recorder.select_events
+
+    def spy(originator_id: UUID, **kwargs: object) -> object:
+        looked_up.append(originator_id)
+        return select_events(originator_id, **kwargs)  # type: ignore[arg-type]
+
+    shop.recorder.select_events = spy  # type: ignore[method-assign]
+    paid = shop.record_payment("sandbox", placed.order_id, unique("txn"), placed.amount)
+
+    assert paid.status == DELIVERED
+    assert looked_up == []
+
+
+def test_a_payment_retried_through_another_process_is_a_duplicate(shop: Shop, other: Kami) -> None:
+    # The other process has never seen the txn: its guess that the payment is new fails
+    # the read check, and the retry finds the payment.
+    _, product_id = _product(shop, 2)
+    placed = shop.place_order(product_id, 1, "b@x")
+    txn = unique("txn")
+    first = shop.record_payment("sandbox", placed.order_id, txn, placed.amount)
+    head = shop.position()
+
+    again = other.shop.record_payment("sandbox", placed.order_id, txn, placed.amount)
+
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.status == first.status == DELIVERED
+    assert shop.position() == head  # nothing written
+    assert shop.get_order(placed.order_id, placed.token).cards == other.shop.get_order(
+        placed.order_id, placed.token
+    ).cards
+
+
+def test_a_placement_retried_through_another_process_answers_the_same_order(shop: Shop, other: Kami) -> None:
+    _, product_id = _product(shop, 3)
+    key = unique("key")
+    first = shop.place_order(product_id, 1, "b@x", idempotency_key=key)
+    head = shop.position()
+
+    again = other.shop.place_order(product_id, 1, "b@x", idempotency_key=key)
+
+    assert (again.order_id, again.token) == (first.order_id, first.token)
+    assert shop.position() == head  # nothing written: one order, one reservation
+    assert other.shop.get_product(product_id).stock == 2
