@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -151,14 +152,33 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content=error_body("internal", "an unexpected error occurred"))
 
 
+ErrorHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+HANDLERS: dict[type[Exception], ErrorHandler] = {
+    domain.KamiError: _domain_error,
+    RequestValidationError: _validation_error,
+    StarletteHTTPException: _http_error,
+    **dict.fromkeys(UNAVAILABLE_ERRORS, _unavailable),
+    Exception: _unexpected,
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every mapping above on the app."""
-    app.add_exception_handler(domain.KamiError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    for error in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(error, _unavailable)
-    app.add_exception_handler(Exception, _unexpected)
+    for error, handler in HANDLERS.items():
+        app.add_exception_handler(error, handler)
+
+
+async def exception_response(request: Request, exc: Exception) -> JSONResponse:
+    """The answer the app's handlers give ``exc``, for code outside FastAPI (api.hot).
+
+    The handler is looked up along the error's MRO, as Starlette does.
+    """
+    for cls in type(exc).__mro__:
+        handler = HANDLERS.get(cls)
+        if handler is not None:
+            return await handler(request, exc)
+    raise exc  # unreachable: Exception is in HANDLERS
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp
 
 from api.deps import Authenticator, PaymentKeys
 from api.errors import install_error_handlers
+from api.hot import HotRoutes
 from api.metrics import RequestLatencies, RequestMetrics
 from api.ratelimit import MonotonicClock, RateLimiter, document_rate_limits, rate_limit
 from api.routes import ROUTERS
@@ -23,12 +25,27 @@ event-log position of its last event.
 """
 
 
-def create_app(kami: Kami, settings: ApiSettings, *, rate_clock: MonotonicClock = time.monotonic) -> FastAPI:
+class KamiApp(FastAPI):
+    """FastAPI with api.hot's fast path for the buyers' hot routes in front of it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # Built on the first request, once every route is included.
+        return HotRoutes(super().build_middleware_stack(), self, ROUTERS)
+
+
+def create_app(
+    kami: Kami,
+    settings: ApiSettings,
+    *,
+    rate_clock: MonotonicClock = time.monotonic,
+    hot_routes: bool = True,
+) -> FastAPI:
     """Build the app around an assembled Kami; the caller owns (and closes) the Kami.
 
     ``rate_clock`` drives the rate limits' buckets: tests pass a clock they move.
+    ``hot_routes=False`` leaves every request to FastAPI: tests compare both answers.
     """
-    app = FastAPI(
+    app = (KamiApp if hot_routes else FastAPI)(
         title="kami",
         version="1.0.0",
         description=DESCRIPTION,

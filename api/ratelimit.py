@@ -169,11 +169,18 @@ class RateLimiter:
         return ip.compressed
 
 
+# Set in the scope of a request whose limit api.hot already applied before handing the
+# request on to FastAPI (input it leaves to FastAPI): one request, one token.
+COUNTED = "kami.rate_limit_counted"
+
+
 async def rate_limit(request: Request) -> None:
     """App-wide dependency: applies the limit of the matched route, if it has one.
 
     Async, so it runs on the event loop before the route's worker thread is taken.
     """
+    if COUNTED in request.scope:
+        return
     route = request.scope.get("route")
     kind = LIMITED_ROUTES.get((request.method, getattr(route, "path", "")))
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)

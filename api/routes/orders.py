@@ -25,6 +25,7 @@ from api.schemas.orders import (
 )
 from domain.money import format_yuan
 from domain.results import Done, OrderView
+from domain.shop import Shop
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -76,6 +77,11 @@ async def place_order(
 
     A buyer whose contact the merchant or the platform blacklisted gets 403 `buyer_blacklisted`.
     """
+    return await place(shop, body, idempotency_key)
+
+
+async def place(shop: Shop, body: OrderCreate, idempotency_key: str | None) -> OrderPlaced:
+    """What ``place_order`` does once its input is valid; api.hot calls it too."""
     # The hot path is async with the Shop's blocking call sent to the thread pool by hand:
     # a sync route costs two hops to the pool (the call, then FastAPI's validation of the
     # answer), and each hop costs more CPU than the validation itself.
@@ -101,6 +107,11 @@ async def place_order(
 )
 async def get_order(order_id: OrderId, shop: ShopDep, token: BuyerToken = None) -> OrderPublic:
     """The buyer's order, consistent with every command that has returned; cards once delivered."""
+    return await buyer_order(shop, order_id, token)
+
+
+async def buyer_order(shop: Shop, order_id: UUID, token: str | None) -> OrderPublic:
+    """What ``get_order`` does once its input is valid; api.hot calls it too."""
     # Async with one hop to the pool, like place_order: buyers poll this route.
     view = await in_thread(shop.get_order, order_id, token)
     return OrderPublic.model_validate(_merchant_view(view) | {"cards": view.cards, "content": view.content})

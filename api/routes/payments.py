@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
-from api.deps import PaymentKeysDep, ShopDep
+from api.deps import PaymentKeys, PaymentKeysDep, ShopDep
 from api.errors import UNAVAILABLE_ERRORS, error_responses
 from api.offload import in_thread
 from api.schemas.payments import PaymentOut, SandboxNotification
@@ -93,8 +93,13 @@ async def sandbox_notify(
     ] = None,
 ) -> PaymentOut:
     """The sandbox provider took a payment: record it, and deliver auto goods at once."""
+    return await sandbox_payment(shop, keys, body, x_kami_signature)
+
+
+async def sandbox_payment(shop: Shop, keys: PaymentKeys, body: bytes, signature: str | None) -> PaymentOut:
+    """What ``sandbox_notify`` does with the raw body; api.hot calls it too."""
     # Nothing of an unsigned body is parsed: the signature is checked on the bytes first.
-    if not sandbox_signature_ok(keys.sandbox, body, x_kami_signature):
+    if not sandbox_signature_ok(keys.sandbox, body, signature):
         raise BadSignature("the X-Kami-Signature header does not sign this body")
     try:
         note = SandboxNotification.model_validate_json(body)
