@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime
+from itertools import islice
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -123,7 +124,8 @@ class CardBucket(Aggregate):
 
     def reserve(self, order_id: UUID, count: int, until: datetime, now: datetime) -> list[str]:
         """Reserve up to ``count`` cards; returns the ids taken (maybe fewer)."""
-        taken = self.available(now)[:count]
+        # The first ``count`` free cards, without listing every free card of the bucket.
+        taken = list(islice((cid for cid, card in self.cards.items() if card.is_available(now)), count))
         if taken:
             self.trigger_event(
                 self.CardsReserved, order_id=order_id, card_ids=taken, until=until, timestamp=now

@@ -20,8 +20,13 @@ def posting_id(kind: str, ref: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"{_ROOT}posting/{kind}/{ref}")
 
 
-# Every placement orders all of a product's buckets (16 by default): a hash each time
-# was a few percent of an order's CPU, and the ids never change.
-@lru_cache(maxsize=65_536)
 def bucket_id(product_id: UUID, index: int) -> UUID:
     return uuid5(NAMESPACE_URL, f"{_ROOT}bucket/{product_id}/{index}")
+
+
+# Every placement looks at all of a product's buckets (16 by default): a hash for each
+# was a few percent of an order's CPU, and the ids never change.
+@lru_cache(maxsize=4_096)
+def bucket_ids(product_id: UUID, count: int) -> tuple[UUID, ...]:
+    """The ids of a product's ``count`` buckets, in index order."""
+    return tuple(bucket_id(product_id, i) for i in range(count))

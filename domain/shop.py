@@ -61,7 +61,7 @@ from domain.exceptions import (
 from domain.fees import NEW_MERCHANT_TIER, fee_rate_for
 from domain.group_commit import GroupCommitter
 from domain.idempotency import TOKEN_KEY_OWNER, OrderRequest, order_request
-from domain.ids import bucket_id, payment_id, posting_id, promoter_code_id
+from domain.ids import bucket_ids, payment_id, posting_id, promoter_code_id
 from domain.merchant import Merchant
 from domain.order import DELIVERED, PAID, PENDING, Order
 from domain.payment import APPLIED, RETURNED, Payment
@@ -372,16 +372,13 @@ class Shop(Application[UUID]):
         return self._run(command)
 
     def _buckets(self, uow: UnitOfWork, product: Product) -> list[CardBucket]:
-        return [
-            uow.get(bucket_id(product.id, i), CardBucket, "card bucket")
-            for i in range(product.buckets)
-        ]
+        return [uow.get(bid, CardBucket, "card bucket") for bid in bucket_ids(product.id, product.buckets)]
 
     def _stock(self, uow: UnitOfWork, product: Product, now: datetime) -> int:
         if product.delivery != "auto":
             return 0
         # Counted, not changed: the cached buckets themselves, no copies.
-        ids = [bucket_id(product.id, i) for i in range(product.buckets)]
+        ids = bucket_ids(product.id, product.buckets)
         buckets = (uow.read(bid, CardBucket, "card bucket") for bid in ids)
         return sum(b.count_available(now) for b in buckets)
 
@@ -577,7 +574,8 @@ class Shop(Application[UUID]):
         mine, processes = self.settings.bucket_share
         if processes > 1:
             order.sort(key=lambda i: i % processes != mine)  # stable: still random within each
-        ids = [bucket_id(product.id, i) for i in order]
+        every = bucket_ids(product.id, product.buckets)
+        ids = [every[i] for i in order]
         with self._busy_lock:
             ids.sort(key=lambda bid: self._busy.get(bid, 0))
         for bid in ids:
