@@ -31,4 +31,6 @@ def _pool() -> ThreadPoolExecutor:
 
 async def in_thread(call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """``call(*args, **kwargs)`` on the pool, awaited; its exception is raised here."""
-    return await asyncio.get_running_loop().run_in_executor(_pool(), functools.partial(call, *args, **kwargs))
+    # submit and wrap_future are what run_in_executor does, without its check that the
+    # call is not a coroutine function (inspect, on every call) and without a partial.
+    return await asyncio.wrap_future(_pool().submit(call, *args, **kwargs))
