@@ -9,8 +9,8 @@ step, and a second runner waits on the row locks rather than apply a batch twice
 
 Positions are exact: a consumer's position is the log position up to which it has
 applied every event it wants, never more. The read asks the server only for the topics
-the consumers want (``topics``), up to the head of the log as it stood before the read;
-when fewer than a batch come back, everything up to that head has been seen, so the
+the consumers want (``topics``), up to the head of the log as that same statement sees
+it; when fewer than a batch come back, everything up to that head has been seen, so the
 positions move to the head, even past events no consumer wants. ``?after=N`` therefore
 never waits on an event a projection ignores.
 
@@ -44,6 +44,7 @@ import psycopg
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
 from consumers import dead_letters
@@ -102,6 +103,11 @@ class LogRunner:
         self._batch_size = batch_size
         # Tracking names whose row a rebuild deleted (their version was replaced).
         self.retired: set[str] = set()
+        # Where each consumer stood after this runner's last step. Only for grouping the
+        # consumers of a catch-up (a step reads the real positions under their row
+        # locks), so a stale one costs a read, never an event.
+        self._known: dict[str, int] = {}
+        self._read_statement = _read_statement(recorder)
         with self._pool.connection() as conn:
             with conn.transaction():
                 take_schema_turn(conn)
@@ -144,7 +150,7 @@ class LogRunner:
         though their positions may still have moved up to the head past events they
         ignore. ``until`` bounds the read: no consumer goes past that position.
         """
-        read, _ = self._step(list(self.consumers if consumers is None else consumers), until)
+        read, _, _ = self._step(list(self.consumers if consumers is None else consumers), until)
         return read
 
     def step_in(
@@ -153,7 +159,7 @@ class LogRunner:
         """One step inside the caller's transaction (a rebuild's switch holds locks while
         it brings a version to a position); returns each consumer's position after it.
         Any failure other than a dead letter propagates at once."""
-        _, after, failure = self._step_in(conn, list(consumers), until)
+        _, after, _, failure = self._step_in(conn, list(consumers), until)
         if failure is not None:
             raise failure
         return after
@@ -171,22 +177,28 @@ class LogRunner:
         return self._catch_up(until, deadline)[0]
 
     def _catch_up(self, until: int | None, deadline: float | None) -> tuple[int, bool]:
-        """(notifications read, whether every consumer has stopped moving)."""
+        """(notifications read, whether every consumer has read up to the head)."""
         total = 0
         positions = self._positions()
         while True:
             cohorts: dict[int, list[Consumer]] = {}
             for consumer in self.consumers:
                 cohorts.setdefault(positions.get(consumer.name, 0), []).append(consumer)
-            moved = False
+            more = False
             for cohort in cohorts.values():
-                read, after = self._step(cohort, until)
+                read, after, head = self._step(cohort, until)
                 total += read
-                moved = moved or any(
-                    after.get(c.name, positions.get(c.name, 0)) != positions.get(c.name, 0) for c in cohort
+                # Short of the head its step read to, a consumer that moved has more to
+                # read (a full batch, or a dead letter to be found stopped). One at the
+                # head is done: no confirming step, whose lock, head read and commit
+                # were a third of a small step's round trips.
+                more = more or any(
+                    after[c.name] != positions.get(c.name, 0) and after[c.name] < head
+                    for c in cohort
+                    if c.name in after
                 )
                 positions.update(after)
-            if not moved:
+            if not more:
                 return total, True
             if deadline is not None and time.monotonic() >= deadline:
                 return total, False
@@ -228,31 +240,34 @@ class LogRunner:
     # ------------------------------------------------------------------------ a step
 
     def _positions(self) -> dict[str, int]:
+        """Where the consumers stand, as of this runner's last steps when it knows them all."""
+        names = [c.name for c in self.consumers if c.name not in self.retired]
+        if all(name in self._known for name in names):
+            return dict(self._known)
         with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(
-                "SELECT name, position FROM kami_tracking WHERE name = ANY(%s)",
-                ([c.name for c in self.consumers],),
-            )
-            return {name: int(position) for name, position in cur}
+            cur.execute("SELECT name, position FROM kami_tracking WHERE name = ANY(%s)", (names,))
+            self._known.update({name: int(position) for name, position in cur})
+        return dict(self._known)
 
-    def _step(self, consumers: list[Consumer], until: int | None = None) -> tuple[int, dict[str, int]]:
-        """(notifications read, each consumer's position after the step)."""
+    def _step(self, consumers: list[Consumer], until: int | None = None) -> tuple[int, dict[str, int], int]:
+        """(notifications read, each consumer's position after the step, the head it read to)."""
         if not consumers:
-            return 0, {}
+            return 0, {}, 0
         with self._pool.connection() as conn:
             try:
                 with conn.transaction():
-                    read, after, failure = self._step_in(conn, consumers, until, careful=False)
+                    read, after, head, failure = self._step_in(conn, consumers, until, careful=False)
             except _Careful:
                 # A consumer failed: the step is undone and done again with each consumer
                 # in a savepoint, so that a failure undoes that consumer's work only and
                 # its dead letter is recorded as its policy says.
                 with conn.transaction():
-                    read, after, failure = self._step_in(conn, consumers, until)
+                    read, after, head, failure = self._step_in(conn, consumers, until)
+        self._known.update(after)
         if failure is not None:
             # The others' work is committed; the failed consumer kept its position.
             raise failure
-        return read, after
+        return read, after, head
 
     def _step_in(
         self,
@@ -261,8 +276,10 @@ class LogRunner:
         until: int | None,
         *,
         careful: bool = True,
-    ) -> tuple[int, dict[str, int], BaseException | None]:
-        """Not ``careful``: the consumers apply straight into the step's transaction, and
+    ) -> tuple[int, dict[str, int], int, BaseException | None]:
+        """(notifications read, positions after, the head read to, a consumer's failure).
+
+        Not ``careful``: the consumers apply straight into the step's transaction, and
         the first failure raises _Careful for the caller to undo the step and redo it
         carefully. A savepoint per consumer costs two round trips, and under load the
         follower ran one step per few commits with a dozen consumers."""
@@ -284,19 +301,14 @@ class LogRunner:
         if retired:
             log.info("leaving %s alone: a rebuild replaced and dropped it", sorted(retired))
             self.retired |= retired
-        # The head first: every id up to it is committed (writers take turns on a
-        # table lock), so a read bounded by it is complete, never missing an event
-        # that commits later with a lower id.
-        head = self._recorder.max_notification_id() or 0
-        if until is not None:
-            head = min(head, until)
-        behind = [
-            c for c in consumers if c.name in before and c.name not in stopped and before[c.name] < head
-        ]
+        readers = [c for c in consumers if c.name in before and c.name not in stopped]
+        if not readers:
+            return 0, before, 0, None
+        start = min(before[c.name] for c in readers)
+        head, notifications = self._read(conn, start, until, frozenset().union(*(c.topics for c in readers)))
+        behind = [c for c in readers if before[c.name] < head]
         if not behind:
-            return 0, before, None
-        start = min(before[c.name] for c in behind)
-        notifications = self._read(start, head, frozenset().union(*(c.topics for c in behind)))
+            return 0, before, head, None
         # A full batch ends at its last id; a short one has seen up to the head.
         end = notifications[-1].id if len(notifications) >= self._batch_size else head
         ids = [n.id for n in notifications]
@@ -335,7 +347,7 @@ class LogRunner:
                 " WHERE t.name = m.name",
                 ([n for n, _ in moved], [p for _, p in moved]),
             )
-        return len(notifications), after, failure
+        return len(notifications), after, head, failure
 
     def _apply(
         self,
@@ -368,17 +380,34 @@ class LogRunner:
                     return failed.position - 1
                 events = [pair for pair in events if pair[0] != failed.position]
 
-    def _read(self, start: int, head: int, topics: Iterable[str]) -> Sequence[Notification]:
-        wanted = sorted(topics)
-        if not wanted:
-            return []  # nothing wanted: the positions simply move to the head
-        return self._recorder.select_notifications(
-            start=start,
-            limit=self._batch_size,
-            stop=head,
-            topics=wanted,
-            inclusive_of_start=False,
-        )
+    def _read(
+        self, conn: psycopg.Connection[Any], start: int, until: int | None, topics: Iterable[str]
+    ) -> tuple[int, list[Notification]]:
+        """(the head of the log, the next batch of these topics after ``start`` up to it).
+
+        One statement, so one snapshot: every id up to the head it sees is committed
+        (writers take turns on a table lock, and commit in id order), so the read is
+        complete, never missing an event that commits later with a lower id. Nothing
+        wanted (no topics): no rows, and the positions simply move to the head.
+        """
+        with conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                self._read_statement,
+                {"start": start, "until": until, "topics": sorted(topics), "limit": self._batch_size},
+                prepare=True,
+            )
+            rows = cur.fetchall()
+        head = int(rows[0][0] or 0) if rows else 0
+        if until is not None:
+            head = min(head, until)
+        notifications = [
+            Notification(
+                id=row[1], originator_id=row[2], originator_version=row[3], topic=row[4], state=bytes(row[5])
+            )
+            for row in rows
+            if row[1] is not None
+        ]
+        return head, notifications
 
     def _decode_once(self, notification: Notification, decoded: dict[int, Any]) -> Any:
         # Consumers sharing a read share the decoded event: decoding is most of the
@@ -390,6 +419,20 @@ class LogRunner:
 
     def _decode(self, notification: Notification) -> Any:
         return self._mapper.to_domain_event(notification)
+
+
+def _read_statement(recorder: PostgresApplicationRecorder) -> SQL | Any:
+    """The head (bounded by ``until``) and the batch after ``start`` up to it; a row with
+    the head alone when there is nothing to read."""
+    table = SQL("{}.{}").format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+    return SQL(
+        "SELECT h.head, e.notification_id, e.originator_id, e.originator_version, e.topic, e.state"
+        " FROM (SELECT max(notification_id) AS head FROM {table}) AS h"
+        " LEFT JOIN LATERAL (SELECT * FROM {table} WHERE notification_id > %(start)s"
+        " AND notification_id <= least(h.head, %(until)s::bigint) AND topic = ANY(%(topics)s::text[])"
+        " ORDER BY notification_id LIMIT %(limit)s) AS e ON true"
+        " ORDER BY e.notification_id"
+    ).format(table=table)
 
 
 class _Careful(Exception):
