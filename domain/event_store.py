@@ -14,6 +14,7 @@ included: psycopg renders a composed statement again on every execute.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +65,9 @@ class ShopRecorder(PostgresApplicationRecorder):
                 " UNION ALL SELECT NULL, max(notification_id) FROM {schema}.{table}"
             ).format(schema=schema, table=table, id_type=id_type)
         )
-        function = Identifier(f"kami_insert_batch_{self.events_table_name}")
+        function = Identifier(f"kami_write_batch_{self.events_table_name}")
         self._insert_batch_statement = _rendered(
-            SQL("SELECT * FROM {schema}.{function}(%s, %s, %s, %s, %s, %s, %s, %s)").format(
+            SQL("SELECT * FROM {schema}.{function}(%s::json, %s::json)").format(
                 schema=schema, function=function
             )
         )
@@ -132,7 +133,7 @@ class ShopRecorder(PostgresApplicationRecorder):
 
     def versions_and_head(self, ids: Sequence[UUID]) -> tuple[dict[UUID, int], int]:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._versions_and_head_statement, (list(ids),), prepare=True)
+            curs.execute(self._versions_and_head_statement, (_uuid_array(ids),), prepare=True)
             rows = curs.fetchall()
         head = 0
         versions: dict[UUID, int] = {}
@@ -153,26 +154,26 @@ class ShopRecorder(PostgresApplicationRecorder):
         COMMIT the retry finds the commands' own events, so they come back stale (or, for
         a command that read nothing, as an IntegrityError): the caller asks the store.
         """
-        event_cmds: list[int] = []
-        event_ids: list[UUID] = []
-        versions: list[int] = []
-        topics: list[str] = []
-        states: list[bytes] = []
-        read_cmds: list[int] = []
-        read_ids: list[UUID] = []
-        read_versions: list[int] = []
+        # The batch goes as two JSON documents rather than eight arrays: psycopg dumps an
+        # array element by element in Python, which was half the committer thread's CPU
+        # (637 -> 269 us of client CPU for a batch of 3 orders' commands, and less work
+        # for PostgreSQL too). States go as hex: they are bytes, whatever they hold.
+        events = []
+        reads_json = []
         for n, (stored, reads) in enumerate(commands):
             for event in stored:
-                event_cmds.append(n)
-                event_ids.append(event.originator_id)  # type: ignore[arg-type]
-                versions.append(event.originator_version)
-                topics.append(event.topic)
-                states.append(event.state)
-            for oid, version in reads.items():
-                read_cmds.append(n)
-                read_ids.append(oid)
-                read_versions.append(version)
-        params = (event_cmds, event_ids, versions, topics, states, read_cmds, read_ids, read_versions)
+                events.append(
+                    {
+                        "c": n,
+                        "o": len(events),
+                        "i": str(event.originator_id),
+                        "v": event.originator_version,
+                        "t": event.topic,
+                        "s": event.state.hex(),
+                    }
+                )
+            reads_json.extend({"c": n, "i": str(oid), "v": version} for oid, version in reads.items())
+        params = (json.dumps(events), json.dumps(reads_json))
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._insert_batch_statement, params, prepare=True)
             rows = curs.fetchall()
@@ -184,6 +185,12 @@ class ShopRecorder(PostgresApplicationRecorder):
             else:
                 stale.setdefault(int(stale_cmd), set()).add(oid)
         return Written(ids, {n: frozenset(oids) for n, oids in stale.items()})
+
+
+def _uuid_array(ids: Sequence[UUID]) -> str:
+    """Ids as a PostgreSQL array literal: psycopg dumps a list element by element in
+    Python. Each goes through UUID, so nothing but a UUID's text enters the literal."""
+    return "{" + ",".join(str(oid if type(oid) is UUID else UUID(str(oid))) for oid in ids) + "}"
 
 
 def _rendered(statement: Composable) -> str:
@@ -206,9 +213,7 @@ _LAST_VERSION = (
 # Events are inserted in the order given, so notification ids follow each aggregate's
 # versions.
 _INSERT_BATCH = """
-CREATE OR REPLACE FUNCTION {schema}.{function}(
-    event_cmds int[], event_ids {id_type}[], event_versions bigint[], event_topics text[],
-    event_states bytea[], read_cmds int[], read_ids {id_type}[], read_versions bigint[])
+CREATE OR REPLACE FUNCTION {schema}.{function}(events json, reads json)
 RETURNS TABLE (stale_cmd int, originator_id {id_type}, originator_version bigint,
                notification_id bigint)
 LANGUAGE plpgsql AS $body$
@@ -217,21 +222,21 @@ BEGIN
     LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
     NOTIFY {channel};
     RETURN QUERY
-    WITH reads AS (
-        SELECT r.cmd, r.oid, r.seen FROM unnest(read_cmds, read_ids, read_versions) AS r(cmd, oid, seen)
+    WITH read_set AS (
+        SELECT r.c AS cmd, r.i AS oid, r.v AS seen
+        FROM json_to_recordset(reads) AS r(c int, i {id_type}, v bigint)
     ), stored AS (
         SELECT ids.oid, ({last_version}) AS version
-        FROM (SELECT DISTINCT unnest(read_ids) AS oid) AS ids
+        FROM (SELECT DISTINCT read_set.oid FROM read_set) AS ids
     ), stale AS (
-        SELECT reads.cmd, reads.oid FROM reads LEFT JOIN stored ON stored.oid = reads.oid
-        WHERE coalesce(stored.version, 0) <> reads.seen
+        SELECT read_set.cmd, read_set.oid FROM read_set LEFT JOIN stored ON stored.oid = read_set.oid
+        WHERE coalesce(stored.version, 0) <> read_set.seen
     ), inserted AS (
         INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state)
-        SELECT n.oid, n.version, n.topic, n.state
-        FROM unnest(event_cmds, event_ids, event_versions, event_topics, event_states)
-            WITH ORDINALITY AS n(cmd, oid, version, topic, state, ordinal)
-        WHERE NOT EXISTS (SELECT 1 FROM stale WHERE stale.cmd = n.cmd)
-        ORDER BY n.ordinal
+        SELECT n.i, n.v, n.t, decode(n.s, 'hex')
+        FROM json_to_recordset(events) AS n(c int, o int, i {id_type}, v bigint, t text, s text)
+        WHERE NOT EXISTS (SELECT 1 FROM stale WHERE stale.cmd = n.c)
+        ORDER BY n.o
         RETURNING t.originator_id, t.originator_version, t.notification_id
     )
     SELECT NULL::int, i.originator_id, i.originator_version, i.notification_id FROM inserted AS i
