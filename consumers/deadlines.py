@@ -15,6 +15,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from consumers.due import DueCache
 from domain.deadlines import EXPIRE, SETTLE, TOPICS, Cancel, Decision, Schedule, deadlines_for
 from domain.exceptions import KamiError
 from domain.shop import Shop
@@ -37,6 +38,7 @@ class DeadlineManager:
     def __init__(self, shop: Shop, pool: ConnectionPool) -> None:
         self._shop = shop
         self._pool = pool
+        self._due = DueCache()
 
     def create_tables(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(SCHEMA)
@@ -55,6 +57,8 @@ class DeadlineManager:
         decided = [last[key] for key in sorted(last, key=lambda k: (k[0], str(k[1])))]
         schedules = [d for d in decided if isinstance(d, Schedule)]
         cancels = [d for d in decided if isinstance(d, Cancel)]
+        if schedules:
+            self._due.scheduled(min(d.due_at for d in schedules))
         with conn.cursor() as cur:
             if schedules:
                 cur.execute(
@@ -77,12 +81,19 @@ class DeadlineManager:
     def tick(self, limit: int = 500) -> int:
         """Issue the commands of the deadlines the clock has passed; returns how many."""
         now = self._shop.clock()
+        if self._due.nothing_due(now):
+            return 0
         with self._pool.connection() as conn:
             due = conn.execute(
                 "SELECT kind, order_id FROM pm_deadlines WHERE due_at <= %s"
                 " ORDER BY due_at LIMIT %s",
                 (now, limit),
             ).fetchall()
+            if not due:
+                self._due.learn(conn, "pm_deadlines")
+                return 0
+        # The commands' events cancel or move these deadlines: ask again next time.
+        self._due.forget()
         done = 0
         for kind, order_id in due:
             try:

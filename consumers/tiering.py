@@ -29,6 +29,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from consumers.due import DueCache
 from domain.exceptions import KamiError
 from domain.merchant import ON_DEMAND, RECTIFICATION, SCHEDULE, Merchant
 from domain.shop import Shop
@@ -105,6 +106,7 @@ class TieringManager:
         self.policy = policy
         # The score inputs version to read; None: the live one (tests name their own).
         self._score_version = score_version
+        self._due = DueCache()
 
     def create_tables(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(SCHEMA)
@@ -120,6 +122,7 @@ class TieringManager:
                     )
                 for decision in schedule_for(event, self.policy):
                     if isinstance(decision, Due):
+                        self._due.scheduled(decision.due_at)
                         cur.execute(
                             "INSERT INTO pm_tiering_due (kind, merchant_id, due_at) VALUES (%s, %s, %s)"
                             " ON CONFLICT (kind, merchant_id) DO UPDATE SET due_at = EXCLUDED.due_at",
@@ -139,6 +142,8 @@ class TieringManager:
     def tick(self, limit: int = 200) -> int:
         """Run the evaluations the clock has made due; returns how many ran."""
         now = self._shop.clock()
+        if self._due.nothing_due(now):
+            return 0
         with self._pool.connection() as conn:
             # A fixed order: a scheduled evaluation and a rectification check due at the
             # same instant always run evaluation first (it decides the deadline too).
@@ -147,6 +152,11 @@ class TieringManager:
                 " ORDER BY due_at, merchant_id, kind LIMIT %s",
                 (now, limit),
             ).fetchall()
+            if not due:
+                self._due.learn(conn, "pm_tiering_due")
+                return 0
+        # The commands' events schedule what comes next: ask again next time.
+        self._due.forget()
         done = 0
         for kind, merchant_id, due_at in due:
             try:

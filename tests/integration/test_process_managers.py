@@ -6,11 +6,13 @@ from datetime import timedelta
 from uuid import uuid4
 
 from consumers.deadlines import DeadlineManager
+from consumers.promoter_levels import PromoterLevelManager
 from consumers.runner import LogRunner
 from domain.clock import ManualClock
 from domain.commissions import LEVEL_RATE_BPS
 from domain.money import share
-from kami.bootstrap import Kami
+from kami.bootstrap import Kami, build
+from tests.support.databases import fresh_database
 
 
 def _setup(kami: Kami, cards: int = 3) -> tuple[object, object]:
@@ -127,3 +129,52 @@ def test_within_one_batch_each_deadline_ends_as_its_last_event_says(kami: Kami) 
     runner.catch_up()
     assert _deadlines(kami, refunded.order_id) == set()
     assert _deadlines(kami, paid.order_id) == {"settle"}
+
+
+def test_a_deadline_written_after_a_quiet_tick_still_runs_when_due(database_url: str) -> None:
+    # A tick that found nothing scheduled skips its query until something is: the
+    # manager's own apply must tell it of the expiry it writes.
+    clock = ManualClock()
+    with fresh_database(database_url) as url:
+        kami = build(url, clock=clock)
+        try:
+            runner, manager = _managers(kami)
+            assert manager.tick() == 0  # learns that nothing is scheduled
+            _, product = _setup(kami)
+            order = kami.shop.place_order(product.product_id, 1, "buyer@example.com")
+            runner.catch_up()
+            assert manager.tick() == 0
+            clock.advance(timedelta(minutes=16))
+            assert manager.tick() == 1
+            assert kami.shop.get_order(order.order_id, order.token).status == "expired"
+        finally:
+            kami.close()
+
+
+def test_a_promoter_made_dirty_after_a_clean_tick_is_reconciled(kami: Kami) -> None:
+    shop = kami.shop
+    _, product = _setup(kami)
+    sharer = shop.join_promoter("Ed", "ed@example.com")
+    manager = PromoterLevelManager(shop, kami.pool)
+    runner = LogRunner(kami.pool, shop.recorder, shop.mapper, [manager])
+    runner.catch_up()
+    manager.tick()  # every row clean: the next ticks skip their query until one is dirty
+    calls: list[int] = []
+    real = shop.set_promoter_level
+
+    def counted(promoter_id: object, referred_sales: int) -> object:
+        calls.append(referred_sales)
+        return real(promoter_id, referred_sales)
+
+    shop.set_promoter_level = counted  # type: ignore[method-assign]
+    order = shop.place_order(product.product_id, 1, "buyer@example.com", sharer.code)
+    shop.record_payment("sandbox", order.order_id, uuid4().hex, order.amount)
+    runner.catch_up()
+    manager.tick()
+    with kami.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT referred_sales, dirty FROM pm_promoter_levels WHERE promoter_id = %s",
+            (sharer.promoter_id,),
+        ).fetchone()
+    assert row is not None and row[0] == order.amount
+    assert row[1] is False or calls == [order.amount]  # clean, or its level change was asked for
