@@ -10,6 +10,7 @@ that history up to it is unchanged, even if someone rewrote the links as well.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Iterator
@@ -86,19 +87,39 @@ def extend(conn: psycopg.Connection[Any], table: str) -> int:
     """Append links for every event past the chain's head; returns how many.
 
     One transaction holds a lock on the chain, so two followers never interleave links.
+    A follower extends the chain after every step, a few events at a time, so the
+    statements go in a pipeline: the lock with the head, the read, the links with the
+    commit; three round trips where a server-side cursor and COPY took about nine.
     """
-    with conn.transaction():
+    total = 0
+    with conn.pipeline(), conn.transaction():
         conn.execute("LOCK TABLE kami_chain IN EXCLUSIVE MODE")
         position, previous = head(conn)
-        links: list[tuple[int, bytes]] = []
-        for notification_id, oid, version, topic, state in _stored_events(conn, table, position):
-            previous = link(previous, notification_id, oid, version, topic, bytes(state))
-            links.append((notification_id, previous))
-        if links:
-            with conn.cursor() as cur, cur.copy("COPY kami_chain (position, digest) FROM STDIN") as copy:
-                for row in links:
-                    copy.write_row(row)
-        return len(links)
+        while True:
+            rows = conn.execute(_events_after(table), (position, BATCH)).fetchall()
+            positions: list[int] = []
+            digests: list[bytes] = []
+            for notification_id, oid, version, topic, state in rows:
+                previous = link(previous, notification_id, oid, version, topic, bytes(state))
+                positions.append(notification_id)
+                digests.append(previous)
+            if positions:
+                conn.execute(
+                    "INSERT INTO kami_chain (position, digest)"
+                    " SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+                    (positions, digests),
+                )
+                position, total = positions[-1], total + len(positions)
+            if len(rows) < BATCH:
+                return total
+
+
+@functools.cache
+def _events_after(table: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state"
+        " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+    ).format(sql.Identifier(table))
 
 
 def verify(

@@ -1,9 +1,10 @@
 """The embedded mode: `kami serve` follows the log in-process on a background thread.
 
 It follows the live version of each read model. When a rebuild promotes a new version
-(``consumers.rebuild``), the follower notices on its next idle round (at least every
-second, even under load) and swaps the projection for the promoted one. Until then the
-old version's position row is gone, so its steps simply leave it alone.
+(``consumers.rebuild``), the follower notices on an idle round (one runs at least every
+second, even under load; the check, at most every quarter of a second) and swaps the
+projection for the promoted one. Until then the old version's position row is gone, so
+its steps simply leave it alone.
 
 Several processes may serve the API against one database (``kami serve --workers N``,
 or replicas): each starts a follower, and exactly one follows. The follower first takes
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 FOLLOWER_LOCK_KEY = 0x6B616D66  # "kamf"; the relay's is "kami"
 STANDBY_POLL_S = 0.5
-LOCK_CHECK_EVERY_S = 0.25
+CHECK_EVERY_S = 0.25
 APPLICATION_NAME = "kami follower"
 
 # Errors that say the database is away for a moment, not that a batch is bad.
@@ -72,7 +73,7 @@ class EmbeddedWorkers:
         # Set while this follower holds the lock and follows; clear while it stands by.
         self.active = threading.Event()
         self._lock_conn: psycopg.Connection[Any] | None = None
-        self._lock_checked_at = 0.0
+        self._checked_at = 0.0
         self.deadlines = DeadlineManager(kami.shop, kami.pool)
         self.tiering = TieringManager(kami.shop, kami.pool, policy_from_env())
         self.levels = PromoterLevelManager(kami.shop, kami.pool)
@@ -98,16 +99,19 @@ class EmbeddedWorkers:
         return self
 
     def on_idle(self) -> None:
-        # A lock whose session died (a restarted database, a killed backend) is no longer
-        # held: another process may be following already. Raising a transient error
-        # makes this one stand by again rather than follow alongside it. Asked a few
-        # times a second, not after every catch-up: under light load that is one wake-up
-        # per commit, and a round trip each would be a cost for nothing.
+        # A few times a second, not after every catch-up (under light load that is one
+        # wake-up per commit, under load every few milliseconds, and a round trip each
+        # would be a cost for nothing):
+        # - A lock whose session died (a restarted database, a killed backend) is no
+        #   longer held: another process may be following already. Raising a transient
+        #   error makes this one stand by again rather than follow alongside it.
+        # - A promotion by a rebuild is noticed.
         now = time.monotonic()
-        if self._lock_conn is not None and now - self._lock_checked_at >= LOCK_CHECK_EVERY_S:
-            self._lock_conn.execute("SELECT 1")
-            self._lock_checked_at = now
-        self.follow_promotions()
+        if now - self._checked_at >= CHECK_EVERY_S:
+            if self._lock_conn is not None:
+                self._lock_conn.execute("SELECT 1")
+            self.follow_promotions()
+            self._checked_at = now
         self.deadlines.tick()
         self.tiering.tick()
         self.levels.tick()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from uuid import uuid4
 
+import pytest
+
 from consumers import chain
 from kami.bootstrap import Kami
 from tests.e2e.api_client import in_process, random_cards
@@ -107,3 +109,26 @@ def test_after_a_shred_no_path_reveals_the_cards_and_verify_still_passes(system:
         assert reimport.status_code == 409
     assert shop.keyring.get(shop.get_merchant(merchant_id).id) is None
     assert _verify(system).ok
+
+
+def test_a_chain_extended_a_few_events_at_a_time_verifies_as_a_whole(
+    system: Kami, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the follower extends it: after every step, and in reads of BATCH events.
+    monkeypatch.setattr(chain, "BATCH", 3)
+    table = system.shop.recorder.events_table_name
+    work = Workload(system.shop, random.Random(11))
+    work.setup(merchants=1, products=1)
+    with system.pool.connection() as conn:
+        chain.ensure_schema(conn)
+        conn.commit()
+        linked = chain.extend(conn, table)
+        for _ in range(6):
+            work.step()
+            linked += chain.extend(conn, table)
+        assert chain.extend(conn, table) == 0
+        result = chain.verify(conn, table)
+        linked_to = chain.head(conn)[0]
+    assert linked > 6
+    assert result.ok and result.broken_at is None
+    assert linked_to == result.head_position == system.shop.position()
