@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -66,14 +66,16 @@ class EmbeddedWorkers:
         *,
         gather_s: float = 0.0,
         standby_poll_s: float = STANDBY_POLL_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kami = kami
+        self._monotonic = monotonic
         self._gather_s = gather_s
         self._standby_poll_s = standby_poll_s
         # Set while this follower holds the lock and follows; clear while it stands by.
         self.active = threading.Event()
         self._lock_conn: psycopg.Connection[Any] | None = None
-        self._checked_at = 0.0
+        self._checked_at = float("-inf")  # the first round checks
         self.deadlines = DeadlineManager(kami.shop, kami.pool)
         self.tiering = TieringManager(kami.shop, kami.pool, policy_from_env())
         self.levels = PromoterLevelManager(kami.shop, kami.pool)
@@ -99,21 +101,28 @@ class EmbeddedWorkers:
         return self
 
     def on_idle(self) -> None:
-        # A few times a second, not after every catch-up (under light load that is one
-        # wake-up per commit, under load every few milliseconds, and a round trip each
-        # would be a cost for nothing):
-        # - A lock whose session died (a restarted database, a killed backend) is no
-        #   longer held: another process may be following already. Raising a transient
-        #   error makes this one stand by again rather than follow alongside it.
-        # - A promotion by a rebuild is noticed.
-        now = time.monotonic()
-        if now - self._checked_at >= CHECK_EVERY_S:
-            if self._lock_conn is not None:
-                self._lock_conn.execute("SELECT 1")
-            self.follow_promotions()
-            self._checked_at = now
+        # Deadlines are run as soon as they are due; their ticks cost nothing while none
+        # is (``consumers.due``).
         self.deadlines.tick()
         self.tiering.tick()
+        # The rest a few times a second, not after every catch-up: under light load that
+        # is one wake-up per commit, under load every few milliseconds, and each had its
+        # round trips (the chain three, levels a read and a write and a commit).
+        now = self._monotonic()
+        if now - self._checked_at < CHECK_EVERY_S:
+            return
+        self._checked_at = now
+        # A lock whose session died (a restarted database, a killed backend) is no longer
+        # held: another process may be following already. Raising a transient error makes
+        # this one stand by again rather than follow alongside it.
+        if self._lock_conn is not None:
+            self._lock_conn.execute("SELECT 1")
+        self.follow_promotions()
+        # So a level change, and the chain's link of an event, may come up to about a
+        # second later (the quiet round after a burst runs within a second). Levels were
+        # never in step with the orders that earn them (the tick reconciles after the
+        # fact), and the chain's lag is the follower's, which ``verify`` tells apart from
+        # tampering and links itself first.
         self.levels.tick()
         with self._kami.pool.connection() as conn:
             chain.extend(conn, self._kami.shop.recorder.events_table_name)

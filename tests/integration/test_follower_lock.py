@@ -137,3 +137,32 @@ def test_a_gathering_follower_applies_every_commit(two: tuple[Kami, Kami], url: 
     finally:
         follower.stop()
     assert follower.error is None
+
+
+def test_the_idle_round_links_the_chain_a_few_times_a_second_not_after_every_catch_up(url: str) -> None:
+    now = [100.0]
+    kami = build(url)
+    try:
+        workers = EmbeddedWorkers(kami, monotonic=lambda: now[0])
+
+        def chain_head() -> int:
+            with kami.pool.connection() as conn:
+                row = conn.execute("SELECT coalesce(max(position), 0) FROM kami_chain").fetchone()
+            return int(row[0]) if row else 0
+
+        kami.shop.register_merchant(f"m-{uuid4().hex[:6]}", "m@example.com")
+        workers.runner.catch_up()
+        workers.on_idle()
+        assert chain_head() == kami.shop.position()  # the first round links
+
+        kami.shop.register_merchant(f"m-{uuid4().hex[:6]}", "m@example.com")
+        workers.runner.catch_up()
+        now[0] += 0.1
+        workers.on_idle()
+        assert chain_head() < kami.shop.position()  # linked with the next rounds'
+
+        now[0] += 0.2
+        workers.on_idle()
+        assert chain_head() == kami.shop.position()
+    finally:
+        kami.close()
