@@ -4,9 +4,9 @@ A projection turns a batch of (log position, domain event) pairs into rows. Hand
 not talk to the database: ``begin`` prefetches, in a few queries, the rows of its own
 tables that the batch needs to read; handlers then record their changes in memory
 (``Changes``: puts, deletes, additive counters, earliest values); ``flush`` writes
-everything in a handful of set-based statements (a statement's rows as one JSON document
-or as arrays, ``ON CONFLICT``) sent as one pipeline. A batch of thousands of events
-therefore costs a few round trips, not one per event.
+everything in a handful of set-based statements (``unnest`` arrays, ``ON CONFLICT``)
+sent as one pipeline. A batch of thousands of events therefore costs a few round trips,
+not one per event.
 
 Order. Through Kafka only one aggregate's events keep their order, and two consumer
 processes may apply batches of one projection at the same time. So a handler may read
@@ -21,16 +21,13 @@ from deadlocking on shared rows do a projection's flushes take turns (``flush_lo
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any, ClassVar, Generic, Self, TypeVar
-from uuid import UUID
 
 import psycopg
 from eventsourcing.utils import get_topic
@@ -60,7 +57,7 @@ def day_of(moment: datetime) -> date:
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # a PostgreSQL type; also how a flush reads it from JSON or casts its array
+    type: str  # a PostgreSQL type; also the cast of the array this column is written from
     default: str | None = None
     nullable: bool = False
 
@@ -136,64 +133,6 @@ class Table:
 def _arrays(table: Table, columns: Sequence[str]) -> str:
     # Binary arrays: psycopg dumps them several times faster than text ones.
     return ", ".join(f"%b::{table.column(c).type}[]" for c in columns)
-
-
-# A flush sends a statement's rows as one JSON document (a list of objects named by
-# column) that ``json_to_recordset`` turns back into typed rows, rather than one array per
-# column, when they are few: psycopg dumps each list with a fixed cost in Python (it looks
-# through the list for the element's type and dumper), the largest part of the log
-# follower's CPU, whose statements carry a handful of rows, while ``json.dumps`` is C. Per
-# row JSON costs more (a dict, and a Python call for each uuid, date or timestamp), so
-# many rows (a catch-up, a rebuild) still go as arrays: past about 30 rows they are the
-# cheaper. Both forms write the same rows. Every column type the projections use (uuid,
-# text, bigint, integer, boolean, date, timestamptz) goes through JSON exactly: integers
-# as digits (PostgreSQL parses bigints beyond 2**53 exactly), uuids as hex, timestamps as
-# ISO text with their offset (microseconds kept), NULL as null, absent keys as NULL.
-JSON_ROWS = 32
-
-
-def _source(
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Key, Mapping[str, Any]]],
-    *,
-    missing: Any = None,
-    counted: bool = False,
-) -> tuple[str, list[Any]]:
-    """The rows (key, values by column) as a FROM item ``d`` with these columns (the
-    key's first), and its parameters. ``missing``: a column a row's values lack.
-
-    ``counted``: for a join (DELETE USING, UPDATE FROM). The planner takes a function's
-    rows as 100 and would hash-join them with a sequential scan of any table of up to
-    some 15,000 rows; ``LIMIT n`` tells it the rows are few (``n`` in a custom plan, 10
-    in a generic one, as with ``unnest`` of an array), so it uses the key's index."""
-    keys = table.key
-    if len(rows) > JSON_ROWS:
-        values = columns[len(keys) :]
-        params: list[Any] = [list(c) for c in zip(*(k for k, _ in rows), strict=True)]
-        params += [[v.get(c, missing) for _, v in rows] for c in values]
-        return f"unnest({_arrays(table, columns)}) AS d({', '.join(columns)})", params
-    typed = ", ".join(f"{c} {table.column(c).type}" for c in columns)
-    document = json.dumps(
-        [{**dict(zip(keys, k, strict=True)), **v} for k, v in rows],
-        default=_json_value,
-        separators=(",", ":"),
-    )
-    source = f"json_to_recordset(%s::json) AS d({typed})"
-    if counted:
-        return f"(SELECT * FROM {source} LIMIT %s) AS d", [document, len(rows)]
-    return source, [document]
-
-
-def _json_value(value: Any) -> str:
-    """``json.dumps``'s fallback, called only for what JSON has no type for."""
-    if type(value) is UUID:  # most of them: keys
-        return value.hex  # PostgreSQL reads 32 hex digits as a uuid; cheaper than str()
-    if isinstance(value, date):  # datetime too: ISO text, with the offset of an aware one
-        return value.isoformat()
-    if isinstance(value, UUID | Decimal):
-        return str(value)  # Decimal as text: a JSON number could go through a float
-    raise TypeError(f"a projection column cannot take {type(value).__name__} {value!r}")
 
 
 # -------------------------------------------------------------------------- changes
@@ -316,27 +255,38 @@ class Changes:
     def statements(self) -> Iterator[Statement]:
         table, keys = self.table, list(self.table.key)
         if self._deleted:
-            source, params = _source(table, keys, [(k, {}) for k in sorted(self._deleted)], counted=True)
-            yield Statement(f"DELETE FROM {self.name} t USING {source} WHERE {_match(keys)}", params)
+            cols = zip(*sorted(self._deleted), strict=True)
+            yield Statement(
+                f"DELETE FROM {self.name} t USING unnest({_arrays(table, keys)})"
+                f" AS d({', '.join(keys)}) WHERE {_match(keys)}",
+                [list(c) for c in cols],
+            )
         # Puts are grouped by the set of columns they give.
         groups: dict[tuple[str, ...], list[Key]] = {}
         for k in sorted(self._puts):
             groups.setdefault(tuple(sorted(self._puts[k])), []).append(k)
         for columns, group in sorted(groups.items()):
-            rows = [(k, self._puts[k]) for k in group]
+            params = [list(c) for c in zip(*group, strict=True)]
+            params += [[self._puts[k][c] for k in group] for c in columns]
             if self._required - set(columns):
                 # Not a whole row: it changes a row an earlier event created. (INSERT
                 # would check NOT NULL before it found the conflict.)
-                yield self._update(keys, list(columns), rows)
+                yield self._update(keys, list(columns), params, len(group))
             else:
-                yield self._upsert(keys, list(columns), rows, how="put")
+                yield self._upsert(keys, list(columns), params, how="put")
         if self._adds:
             columns = sorted({c for d in self._adds.values() for c in d})
-            yield self._upsert(keys, columns, [(k, self._adds[k]) for k in sorted(self._adds)], how="add")
+            group = sorted(self._adds)
+            params = [list(c) for c in zip(*group, strict=True)]
+            params += [[self._adds[k].get(c, 0) for k in group] for c in columns]
+            yield self._upsert(keys, columns, params, how="add")
         if self._least:
             # NULL for a column a key did not lower: LEAST ignores NULLs, so it keeps the old.
             columns = sorted({c for d in self._least.values() for c in d})
-            yield self._upsert(keys, columns, [(k, self._least[k]) for k in sorted(self._least)], how="least")
+            group = sorted(self._least)
+            params = [list(c) for c in zip(*group, strict=True)]
+            params += [[self._least[k].get(c) for k in group] for c in columns]
+            yield self._upsert(keys, columns, params, how="least")
 
     @property
     def _required(self) -> set[str]:
@@ -346,17 +296,11 @@ class Changes:
             if not c.nullable and c.default is None and c.name not in self.table.key
         }
 
-    def _upsert(
-        self, keys: list[str], columns: list[str], rows: list[tuple[Key, Mapping[str, Any]]], *, how: str
-    ) -> Statement:
+    def _upsert(self, keys: list[str], columns: list[str], params: list[Any], *, how: str) -> Statement:
         every = keys + columns
-        # A counter a key did not add to is 0. Rows are inserted in the order given: key order.
-        source, params = _source(self.table, every, rows, missing=0 if how == "add" else None)
-        values = [f"d.{c}" for c in keys]
-        values += [f"coalesce(d.{c}, 0)" if how == "add" else f"d.{c}" for c in columns]
         text = (
             f"INSERT INTO {self.name} AS t ({', '.join(every)})"
-            f" SELECT {', '.join(values)} FROM {source}"
+            f" SELECT * FROM unnest({_arrays(self.table, every)})"
             f" ON CONFLICT ({', '.join(keys)}) DO "
         )
         if not columns:
@@ -369,16 +313,14 @@ class Changes:
             text += "UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
         return Statement(text, params)
 
-    def _update(
-        self, keys: list[str], columns: list[str], rows: list[tuple[Key, Mapping[str, Any]]]
-    ) -> Statement:
+    def _update(self, keys: list[str], columns: list[str], params: list[Any], rows: int) -> Statement:
         every = keys + columns
-        source, params = _source(self.table, every, rows, counted=True)
         return Statement(
             f"UPDATE {self.name} t SET {', '.join(f'{c} = d.{c}' for c in columns)}"
-            f" FROM {source} WHERE {_match(keys)}",
+            f" FROM unnest({_arrays(self.table, every)}) AS d({', '.join(every)})"
+            f" WHERE {_match(keys)}",
             params,
-            rows=len(rows),
+            rows=rows,
         )
 
 
