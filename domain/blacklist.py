@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -27,6 +28,9 @@ def normalise_contact(contact: str) -> str:
     return contact.strip().lower()
 
 
+# Every placement looks up two lists (the platform's and the merchant's): a hash each
+# time for ids that never change.
+@lru_cache(maxsize=4_096)
 def blacklist_id(merchant_id: UUID | None) -> UUID:
     """The list of a merchant, or with None the platform's list."""
     scope = PLATFORM if merchant_id is None else str(merchant_id)

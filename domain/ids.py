@@ -8,6 +8,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 _ROOT = "kami:"
 
 
+# A few codes are shared by many buyers: each placement through one looked it up anew.
+@lru_cache(maxsize=4_096)
 def promoter_code_id(code: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"{_ROOT}promoter-code/{code.upper()}")
 
