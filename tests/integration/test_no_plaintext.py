@@ -26,7 +26,7 @@ def _pg_dumps() -> list[str]:
 
 def _major(binary: str) -> int:
     done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False, timeout=30)
-    match = re.search(r"(\d+)(?:\.\d+)?", done.stdout)
+    match = re.search(r"(\d+)", done.stdout)
     return int(match.group(1)) if done.returncode == 0 and match else 0
 
 
