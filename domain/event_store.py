@@ -86,6 +86,12 @@ class ShopRecorder(PostgresApplicationRecorder):
                 channel=Identifier(self.channel_name),
             )
         )
+        # The one-statement write's first version; databases made before it still hold it.
+        self.sql_create_statements.append(
+            SQL("DROP FUNCTION IF EXISTS {schema}.{function}").format(
+                schema=schema, function=Identifier(f"kami_insert_batch_{self.events_table_name}")
+            )
+        )
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 
 from kami.bootstrap import Kami, build
@@ -111,3 +112,22 @@ def test_reading_an_aggregates_events_answers_as_eventsourcings_recorder(databas
             assert recorder.select_events(uuid4()) == []
         finally:
             system.close()
+
+
+def test_starting_on_an_older_database_drops_the_retired_write_function(database_url: str) -> None:
+    # The batch write's first version, kami_insert_batch_<table>, was replaced by
+    # kami_write_batch_<table>; a database made before then kept a function nothing calls.
+    with fresh_database(database_url) as url:
+        build(url).close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE FUNCTION public.kami_insert_batch_kami_events(events json) RETURNS void"
+                " LANGUAGE sql AS 'SELECT'"
+            )
+        build(url).close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            names = {
+                str(row[0])
+                for row in conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'kami_%%_batch_%%'")
+            }
+        assert names == {"kami_write_batch_kami_events"}
