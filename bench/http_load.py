@@ -60,6 +60,7 @@ import psutil
 import psycopg
 
 from bench.cpu import CpuMeter, backends, main_thread_seconds
+from bench.machine import Steal, reference_ms
 from bench.sampler import kami_command
 from kami.settings import SECRET_VARS
 
@@ -437,6 +438,9 @@ def load(
     server: Server, database_url: str, products: list[str], workers: int, config: Config
 ) -> dict[str, Any]:
     """One phase: ``workers`` closed loops in a new generator process; its summary."""
+    # The machine's speed around the phase: read before and after, not during, when the
+    # load would slow the reading itself.
+    reference_before = reference_ms()
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     start = time.time() + 1.0  # the generator's process starts meanwhile
@@ -449,6 +453,7 @@ def load(
     )
     generator.start()
     send.close()
+    steal = Steal()
     with psycopg.connect(database_url, autocommit=True) as conn:
         meter = CpuMeter(
             {
@@ -459,9 +464,11 @@ def load(
         )
         time.sleep(max(0.0, window[0] - time.time()))
         meter.start()
+        steal.start()
         loop_before = sum(main_thread_seconds(pid) for pid in server.pids())
         time.sleep(max(0.0, window[1] - time.time()))
         cpu = meter.stop()
+        steal_pct = steal.stop()
         loop_after = sum(main_thread_seconds(pid) for pid in server.pids())
         cpu["server_event_loop"] = round(loop_after - loop_before, 2)
         if not receive.poll(60):
@@ -471,9 +478,12 @@ def load(
     if kind != "ok":
         raise RuntimeError(f"the load generator failed: {result}")
     summary = summarise(result, window, cpu, workers, config.server_workers)
+    summary["reference_ms"] = round((reference_before + reference_ms()) / 2, 2)
+    summary["steal_pct"] = steal_pct
     print(
         f"bench http: {workers:2} clients: {summary['orders_per_s']:6.1f} orders/s,"
-        f" p50 {summary['p50_ms']} / p99 {summary['p99_ms']} ms",
+        f" p50 {summary['p50_ms']} / p99 {summary['p99_ms']} ms; the machine: reference loop"
+        f" {summary['reference_ms']} ms, {summary['steal_pct']}% stolen",
         file=sys.stderr,
         flush=True,
     )
@@ -490,6 +500,8 @@ FIGURES = (
     "server_cpu_per_order_ms",
     "cpu_s",
     "cores_busy",
+    "reference_ms",
+    "steal_pct",
 )
 
 
@@ -539,6 +551,7 @@ def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, 
     section["repeats"] = config.repeats
     section["per_repeat_orders_per_s"] = [r["orders_per_s"] for r in kami]
     section["per_repeat_p99_ms"] = [r["p99_ms"] for r in kami]
+    section["per_repeat_reference_ms"] = [r["reference_ms"] for r in kami]
     section["products"] = config.products
     baseline = _median_phase(plain)
     section["baseline"] = {k: baseline[k] for k in FIGURES}
@@ -571,6 +584,8 @@ def _median_phase(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_ms",
         "cores_busy",
         "server_cpu_per_order_ms",
+        "reference_ms",
+        "steal_pct",
     ):
         values = [r[key] for r in runs if r.get(key) is not None]
         merged[key] = round(statistics.median(values), 2) if values else None
@@ -656,6 +671,9 @@ def table(sections: dict[str, dict[str, Any]]) -> str:
             f"  one API process (--workers 1, {one['workers']} clients): {one['orders_per_s']:.1f} orders/s,"
             f" p50 {one['p50_ms']:.1f} / p99 {one['p99_ms']:.1f} ms, server CPU per order"
             f" {one['server_cpu_per_order_ms']} ms",
+            f"  the machine around kami's phases: a reference loop of {s['reference_ms']} ms of CPU"
+            f" {s['per_repeat_reference_ms']} (lower is faster; bench/machine.py),"
+            f" {s['steal_pct']}% of the time stolen",
             f"  CPU seconds in the window: {cpu} ({s['cores_busy']:.2f} cores busy); the server's"
             f" event loops {s['cpu_s']['server_event_loop']:.1f}; server CPU per order"
             f" {s['server_cpu_per_order_ms']} ms",
