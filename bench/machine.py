@@ -37,11 +37,11 @@ def reference_ms() -> float:
     return round(statistics.median(_reference_once() for _ in range(REFERENCE_REPEATS)) * 1000, 2)
 
 
-def _cpu_ticks() -> list[int]:
+def _cpu_ticks(stat: Path) -> list[int]:
     """The machine-wide CPU time counters, or none where the kernel does not show them."""
     try:
-        first = PROC_STAT.read_text().splitlines()[0].split()
-    except OSError:
+        first = stat.read_text().splitlines()[0].split()
+    except (OSError, IndexError):
         return []
     return [int(field) for field in first[1:]]
 
@@ -49,15 +49,16 @@ def _cpu_ticks() -> list[int]:
 class Steal:
     """The share of the machine's time stolen by the hypervisor between start and stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, stat: Path = PROC_STAT) -> None:
+        self._stat = stat
         self._before: list[int] = []
 
     def start(self) -> None:
-        self._before = _cpu_ticks()
+        self._before = _cpu_ticks(self._stat)
 
     def stop(self) -> float | None:
         """Percent of all CPU time stolen in the window; None where it cannot be read."""
-        after = _cpu_ticks()
+        after = _cpu_ticks(self._stat)
         if len(after) <= STEAL_FIELD or len(self._before) != len(after):
             return None
         spent = [b - a for a, b in zip(self._before, after, strict=True)]
