@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute
 
+import domain.exceptions
 from api.routes import health, merchants, orders, payments, products, promoters
 from kami.bootstrap import Kami
 from tests.e2e.api_client import Api, in_process
@@ -28,7 +32,15 @@ CONTRACT = {
     ("post", "/v1/orders/{order_id}/refund"),
     ("post", "/v1/promoters/{promoter_id}/withdrawals"),
     ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/v1/merchants/{merchant_id}/dashboard"),
+    ("get", "/v1/merchants/{merchant_id}/score"),
+    ("get", "/v1/promoters/{promoter_id}/payouts"),
+    ("get", "/v1/audit/ledger"),
+    ("get", "/v1/audit/verify"),
 }
+# What kami adds to the contract, listed for client developers.
+ADDITIONS = Path(__file__).resolve().parents[2] / "docs" / "API-additions.md"
 
 
 @pytest.fixture
@@ -87,3 +99,35 @@ def test_health_answers_with_the_log_position(api: Api) -> None:
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
     assert isinstance(r.json()["position"], int)
+
+
+def _named_routes(text: str) -> set[tuple[str, str]]:
+    """The (method, path) pairs a page names in its table: `GET,POST /v1/x[?a=]`, paths
+    with `{id}` standing for any parameter."""
+    named = set()
+    for methods, path in re.findall(r"`([A-Z,]+) (/[^`?\[]*)", text):
+        for method in methods.split(","):
+            named.add((method.lower(), re.sub(r"\{[^}]*\}", "{}", path)))
+    return named
+
+
+def test_every_route_and_error_code_beyond_the_contract_is_listed_for_clients(api: Api) -> None:
+    doc = api.http.get("/openapi.json").json()
+    text = ADDITIONS.read_text()
+    listed = _named_routes(text)
+    contract = {(method, re.sub(r"\{[^}]*\}", "{}", path)) for method, path in CONTRACT}
+    served = {
+        (method, re.sub(r"\{[^}]*\}", "{}", path))
+        for path, ops in doc["paths"].items()
+        for method in ops
+    }
+    assert served - contract - listed == set()
+    # And nothing named that the server does not serve (a renamed or removed route).
+    assert listed - served == set()
+
+    codes = {
+        cls.code
+        for _, cls in inspect.getmembers(domain.exceptions, inspect.isclass)
+        if issubclass(cls, domain.exceptions.KamiError) and cls is not domain.exceptions.KamiError
+    }
+    assert {code for code in codes if f"`{code}`" not in text} == set()
