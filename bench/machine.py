@@ -1,9 +1,9 @@
 """How fast the machine is while a benchmark runs.
 
 The benchmark machines are shared virtual machines. The same code on the same machine
-carried anything from 160 to 535 orders/s on one day, and the server's CPU seconds per
-order swung as much (2.2 to 5 ms): a CPU second bought less work at some hours than at
-others. Two readings let a reader tell the machine's state from kami's:
+carried anything from 111 to 535 orders/s on one day (2026-12-03), and the server's CPU
+seconds per order swung nearly as much (2.2 to 8 ms): a CPU second bought less work at
+some hours than at others. Two readings let a reader tell the machine's state from kami's:
 
 - ``reference_ms``: the CPU time of a fixed piece of pure Python (arithmetic, no I/O) on
   one thread. It grows when the host is crowded even if nothing is stolen outright,

@@ -86,7 +86,7 @@ class ShopRecorder(PostgresApplicationRecorder):
                 channel=Identifier(self.channel_name),
             )
         )
-        # The one-statement write's first version; databases made before it still hold it.
+        # kami_write_batch's predecessor, unused since: databases made before it still hold it.
         self.sql_create_statements.append(
             SQL("DROP FUNCTION IF EXISTS {schema}.{function}").format(
                 schema=schema, function=Identifier(f"kami_insert_batch_{self.events_table_name}")

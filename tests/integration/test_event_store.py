@@ -128,6 +128,6 @@ def test_starting_on_an_older_database_drops_the_retired_write_function(database
         with psycopg.connect(url, autocommit=True) as conn:
             names = {
                 str(row[0])
-                for row in conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'kami_%%_batch_%%'")
+                for row in conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'kami_%_batch_%'")
             }
         assert names == {"kami_write_batch_kami_events"}
