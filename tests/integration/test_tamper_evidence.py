@@ -63,6 +63,54 @@ def test_tampering_with_one_stored_event_is_detected_at_exactly_its_position(sys
     assert broken.events_checked == victim - 1
 
 
+# Each rewrite of one stored event, as someone with write access to the table could do.
+REWRITES = {
+    "its topic": "SET topic = topic || 'x'",
+    "its aggregate": "SET originator_id = gen_random_uuid()",
+    "its version": "SET originator_version = originator_version + 1000000",
+    "the event itself": None,  # deleted
+}
+
+
+@pytest.mark.parametrize("what", sorted(REWRITES))
+def test_any_rewrite_of_a_linked_event_is_found_at_its_position(system: Kami, what: str) -> None:
+    work = Workload(system.shop, random.Random(6))
+    work.setup(merchants=1, products=2)
+    for _ in range(20):
+        work.step()
+    assert _verify(system).ok
+    victim = random.Random(7).randint(1, system.shop.position() - 1)
+    table = system.shop.recorder.events_table_name
+    rewrite = REWRITES[what]
+
+    with system.pool.connection() as conn:
+        if rewrite is None:
+            conn.execute(f"DELETE FROM {table} WHERE notification_id = %s", (victim,))
+        else:
+            conn.execute(f"UPDATE {table} {rewrite} WHERE notification_id = %s", (victim,))
+
+    broken = _verify(system)
+    assert not broken.ok
+    assert broken.broken_at == victim
+    assert broken.events_checked == victim - 1
+
+
+def test_deleting_the_newest_events_is_found_where_the_links_outlive_them(system: Kami) -> None:
+    work = Workload(system.shop, random.Random(8))
+    work.setup(merchants=1, products=1)
+    head = system.shop.position()
+    assert _verify(system).ok
+    table = system.shop.recorder.events_table_name
+
+    with system.pool.connection() as conn:
+        conn.execute(f"DELETE FROM {table} WHERE notification_id > %s", (head - 2,))
+
+    broken = _verify(system)
+    assert not broken.ok
+    assert broken.broken_at == head - 1
+    assert broken.events_checked == head - 2
+
+
 def test_an_exported_digest_catches_a_rewritten_chain(system: Kami) -> None:
     work = Workload(system.shop, random.Random(4))
     work.setup(merchants=1, products=1)
