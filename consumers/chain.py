@@ -33,18 +33,23 @@ CREATE TABLE IF NOT EXISTS kami_chain (
 BATCH = 10_000
 
 
+# What a link hashes after the previous digest: position, version, the originator id's
+# 16 bytes, then the topic and the state, each after its length.
+_HEADER = struct.Struct(">qq16sI")
+_LENGTH = struct.Struct(">I")
+
+
 def link(
     previous: bytes, position: int, originator_id: UUID, version: int, topic: str, state: bytes
 ) -> bytes:
-    topic_bytes = topic.encode()
-    digest = hashlib.sha256(previous)
-    digest.update(struct.pack(">qq", position, version))
-    digest.update(originator_id.bytes)
-    digest.update(struct.pack(">I", len(topic_bytes)))
-    digest.update(topic_bytes)
-    digest.update(struct.pack(">I", len(state)))
-    digest.update(state)
-    return digest.digest()
+    return _link(previous, position, originator_id.bytes, version, topic.encode(), state)
+
+
+def _link(previous: bytes, position: int, oid: bytes, version: int, topic: bytes, state: bytes) -> bytes:
+    # One buffer and one hash call: verify links every event of the log, and a link's
+    # seven calls were about a quarter of verify's time.
+    header = _HEADER.pack(position, version, oid, len(topic))
+    return hashlib.sha256(b"".join((previous, header, topic, _LENGTH.pack(len(state)), state))).digest()
 
 
 @dataclass(frozen=True)
@@ -56,18 +61,23 @@ class Verification:
     head_position: int
 
 
-def _stored_events(
-    conn: psycopg.Connection[Any], table: str, after: int = 0
-) -> Iterator[tuple[Any, ...]]:
-    """Every stored event in log order, streamed by a server-side cursor."""
-    with conn.cursor(name="kami_chain_scan") as cur:
+# A stored event as a link hashes it: position, id's bytes, version, topic's UTF-8, state.
+EventBytes = tuple[int, bytes, int, bytes, bytes]
+_EVENT_BYTES = (
+    "notification_id, uuid_send(originator_id), originator_version, convert_to(topic, 'UTF8'), state"
+)
+
+
+def _stored_events(conn: psycopg.Connection[Any], table: str) -> Iterator[EventBytes]:
+    """Every stored event in log order, streamed by a server-side cursor. Binary rows of
+    the bytes a link hashes, so that no UUID or string is made for each event only to be
+    turned back into bytes."""
+    with conn.cursor(name="kami_chain_scan", binary=True) as cur:
         cur.itersize = BATCH
         cur.execute(
-            sql.SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state"
-                " FROM {} WHERE notification_id > %s ORDER BY notification_id"
-            ).format(sql.Identifier(table)),
-            (after,),
+            sql.SQL("SELECT " + _EVENT_BYTES + " FROM {} ORDER BY notification_id").format(
+                sql.Identifier(table)
+            )
         )
         yield from cur
 
@@ -96,17 +106,18 @@ def extend(conn: psycopg.Connection[Any], table: str) -> int:
         conn.execute("LOCK TABLE kami_chain IN EXCLUSIVE MODE")
         position, previous = head(conn)
         while True:
-            rows = conn.execute(_events_after(table), (position, BATCH)).fetchall()
+            rows = conn.cursor(binary=True).execute(_events_after(table), (position, BATCH)).fetchall()
             positions: list[int] = []
             digests: list[bytes] = []
             for notification_id, oid, version, topic, state in rows:
-                previous = link(previous, notification_id, oid, version, topic, bytes(state))
+                previous = _link(previous, notification_id, oid, version, topic, state)
                 positions.append(notification_id)
                 digests.append(previous)
             if positions:
+                # Binary arrays: psycopg dumps them several times faster than text ones.
                 conn.execute(
                     "INSERT INTO kami_chain (position, digest)"
-                    " SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+                    " SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
                     (positions, digests),
                 )
                 position, total = positions[-1], total + len(positions)
@@ -117,8 +128,7 @@ def extend(conn: psycopg.Connection[Any], table: str) -> int:
 @functools.cache
 def _events_after(table: str) -> sql.Composed:
     return sql.SQL(
-        "SELECT notification_id, originator_id, originator_version, topic, state"
-        " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        "SELECT " + _EVENT_BYTES + " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
     ).format(sql.Identifier(table))
 
 
@@ -145,7 +155,7 @@ def verify(
             if link_row[0] < notification_id:
                 broken_at = link_row[0]  # a linked event is gone
                 break
-            previous = link(previous, notification_id, oid, version, topic, bytes(state))
+            previous = _link(previous, notification_id, oid, version, topic, state)
             if link_row[0] > notification_id or link_row[1] != previous:
                 broken_at = notification_id  # an event was inserted or altered
                 break
@@ -170,11 +180,10 @@ def verify(
 
 
 def _kept_links(conn: psycopg.Connection[Any]) -> Iterator[tuple[int, bytes]]:
-    with conn.cursor(name="kami_chain_links") as cur:
+    with conn.cursor(name="kami_chain_links", binary=True) as cur:
         cur.itersize = BATCH
         cur.execute("SELECT position, digest FROM kami_chain ORDER BY position")
-        for position, digest in cur:
-            yield int(position), bytes(digest)
+        yield from cur
 
 
 def export_digest(position: int, digest: bytes) -> str:
