@@ -25,7 +25,7 @@ import pytest
 
 from consumers import dead_letters
 from consumers.embedded import EmbeddedWorkers
-from consumers.rebuild import Progress, Rebuilder, RebuildStopped
+from consumers.rebuild import DROP_GRACE_SECONDS, Progress, Rebuilder, RebuildStopped
 from consumers.replay import replay
 from consumers.runner import LogRunner
 from domain.money import format_yuan
@@ -361,6 +361,28 @@ def test_a_rebuild_stopped_by_a_dead_letter_resumes_after_the_fix(
     assert live_version(system, "dashboard") == 2
     with system.pool.connection() as conn:
         assert dead_letters.letters(conn) == []
+
+
+def test_the_old_version_is_dropped_only_after_a_grace_for_readers_that_read_the_catalog(
+    system: Kami,
+) -> None:
+    work = Workload(system.shop, random.Random(10))
+    work.setup(merchants=1, products=1)
+    for _ in range(20):
+        work.step()
+    LogRunner(system.pool, system.shop.recorder, system.shop.mapper, [DashboardProjection()]).catch_up()
+    waits: list[tuple[float, int | None, bool]] = []
+
+    def sleep(seconds: float) -> None:
+        # What a reader would find during the grace: the new version live, the old one's
+        # tables still there for a query that read the catalog just before the switch.
+        old_tables = table_exists(system, "rm_dashboard_v1_merchants")
+        waits.append((seconds, live_version(system, "dashboard"), old_tables))
+
+    Rebuilder(system.pool, system.shop.recorder, system.shop.mapper, sleep=sleep).rebuild(["dashboard"])
+
+    assert waits == [(DROP_GRACE_SECONDS, 2, True)]
+    assert not table_exists(system, "rm_dashboard_v1_merchants")
 
 
 def test_the_report_shows_what_a_fix_changed(system: Kami, monkeypatch: pytest.MonkeyPatch) -> None:
