@@ -78,6 +78,18 @@ def live_version(kami: Kami, read_model: str) -> int | None:
         return catalog.live_version(conn, read_model)
 
 
+def some_traffic(kami: Kami, *, seed: int, merchants: int, products: int, steps: int) -> None:
+    """The test workload's orders, payments, refunds and reviews, the same for a seed."""
+    work = Workload(kami.shop, random.Random(seed))
+    work.setup(merchants=merchants, products=products)
+    for _ in range(steps):
+        work.step()
+
+
+def catch_up(kami: Kami, consumers: list[Any]) -> None:
+    LogRunner(kami.pool, kami.shop.recorder, kami.shop.mapper, consumers).catch_up()
+
+
 def stored_events(kami: Kami) -> list[tuple[int, Any]]:
     notifications = kami.shop.recorder.select_notifications(start=1, limit=10**7)
     return [(n.id, kami.shop.mapper.to_domain_event(n)) for n in notifications]
@@ -262,12 +274,9 @@ def _waiting_on_advisory_lock(kami: Kami) -> bool:
 def test_a_killed_rebuild_leaves_the_live_version_untouched_and_resumes_where_it_stopped(
     system: Kami,
 ) -> None:
-    work = Workload(system.shop, random.Random(7))
-    work.setup(merchants=2, products=2)
-    for _ in range(60):
-        work.step()
+    some_traffic(system, seed=7, merchants=2, products=2, steps=60)
     live = DashboardProjection()
-    LogRunner(system.pool, system.shop.recorder, system.shop.mapper, [live]).catch_up()
+    catch_up(system, [live])
     with system.pool.connection() as conn:
         before = live.rows(conn)
     head = system.shop.position()
@@ -326,12 +335,9 @@ def test_a_killed_rebuild_leaves_the_live_version_untouched_and_resumes_where_it
 def test_a_rebuild_stopped_by_a_dead_letter_resumes_after_the_fix(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = Workload(system.shop, random.Random(8))
-    work.setup(merchants=1, products=2)
-    for _ in range(40):
-        work.step()
+    some_traffic(system, seed=8, merchants=1, products=2, steps=40)
     live = DashboardProjection()
-    LogRunner(system.pool, system.shop.recorder, system.shop.mapper, [live]).catch_up()
+    catch_up(system, [live])
     paid = [p for p, e in stored_events(system) if isinstance(e, Order.Paid)]
     poison_at = paid[len(paid) // 2]
     broken = {"on": True}
@@ -366,11 +372,8 @@ def test_a_rebuild_stopped_by_a_dead_letter_resumes_after_the_fix(
 def test_the_old_version_is_dropped_only_after_a_grace_for_readers_that_read_the_catalog(
     system: Kami,
 ) -> None:
-    work = Workload(system.shop, random.Random(10))
-    work.setup(merchants=1, products=1)
-    for _ in range(20):
-        work.step()
-    LogRunner(system.pool, system.shop.recorder, system.shop.mapper, [DashboardProjection()]).catch_up()
+    some_traffic(system, seed=10, merchants=1, products=1, steps=20)
+    catch_up(system, [DashboardProjection()])
     waits: list[tuple[float, int | None, bool]] = []
 
     def sleep(seconds: float) -> None:
@@ -386,14 +389,11 @@ def test_the_old_version_is_dropped_only_after_a_grace_for_readers_that_read_the
 
 
 def test_the_report_shows_what_a_fix_changed(system: Kami, monkeypatch: pytest.MonkeyPatch) -> None:
-    work = Workload(system.shop, random.Random(9))
-    work.setup(merchants=2, products=2)
-    for _ in range(80):
-        work.step()
+    some_traffic(system, seed=9, merchants=2, products=2, steps=80)
     # Version 1 was built by code with a bug: it ignored reviews.
     original = DashboardProjection.order_reviewed
     monkeypatch.setattr(DashboardProjection, "order_reviewed", lambda *args: None)
-    LogRunner(system.pool, system.shop.recorder, system.shop.mapper, [DashboardProjection()]).catch_up()
+    catch_up(system, [DashboardProjection()])
     monkeypatch.setattr(DashboardProjection, "order_reviewed", original)
     reviewed = _owners_of_reviewed_orders(system)
 
@@ -422,11 +422,8 @@ def _owners_of_reviewed_orders(kami: Kami) -> set[UUID]:
 def test_an_abandoned_rebuild_is_dropped_and_rebuild_all_switches_every_read_model(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = Workload(system.shop, random.Random(10))
-    work.setup(merchants=1, products=1)
-    for _ in range(20):
-        work.step()
-    LogRunner(system.pool, system.shop.recorder, system.shop.mapper, build_all()).catch_up()
+    some_traffic(system, seed=10, merchants=1, products=1, steps=20)
+    catch_up(system, build_all())
     first_paid = next(p for p, e in stored_events(system) if isinstance(e, Order.Paid))
     original = DashboardProjection.order_paid
 
