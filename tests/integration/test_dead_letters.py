@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from kami.bootstrap import Kami
 from projections.base import SKIP
 from projections.dashboard import DashboardProjection
 from projections.ledger import LedgerProjection
-from tests.support.workload import Workload
+from tests.support.workload import traffic
 
 CLEAN_VERSION = 90  # a clean run beside the poisoned one, for the comparison
 
@@ -46,14 +45,6 @@ class Poison:
 
     def fix(self) -> None:
         self.active = False
-
-
-def trade(kami: Kami, seed: int, steps: int = 40) -> Workload:
-    work = Workload(kami.shop, random.Random(seed))
-    work.setup(merchants=2, products=2)
-    for _ in range(steps):
-        work.step()
-    return work
 
 
 def paid_events(kami: Kami) -> list[tuple[int, UUID]]:
@@ -93,7 +84,7 @@ def resolver(*projections: Any) -> Callable[[str], Any]:
 def test_a_poison_event_stops_its_projection_and_a_retry_after_the_fix_clears_it(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trade(system, seed=11)
+    traffic(system.shop, 11, 40)
     position, order_id = a_payment(system)
     poison = Poison(monkeypatch, order_id)
     dashboard, ledger = DashboardProjection(3), LedgerProjection(3)
@@ -112,7 +103,7 @@ def test_a_poison_event_stops_its_projection_and_a_retry_after_the_fix_clears_it
     assert runner.position(dashboard.name) == position - 1
     assert runner.position(ledger.name) == system.shop.position()
 
-    trade(system, seed=12, steps=10)
+    traffic(system.shop, 12, 10)
     runner.catch_up()
     assert runner.position(dashboard.name) == position - 1, "a stopped projection never passes its letter"
     assert runner.position(ledger.name) == system.shop.position()
@@ -139,7 +130,7 @@ def test_a_poison_event_stops_its_projection_and_a_retry_after_the_fix_clears_it
 def test_a_skip_policy_goes_on_without_the_event_and_keeps_it_open_until_retried(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trade(system, seed=21)
+    traffic(system.shop, 21, 40)
     position, order_id = a_payment(system)
     clean = clean_rows(system)
     poison = Poison(monkeypatch, order_id)
@@ -164,7 +155,7 @@ def test_a_skip_policy_goes_on_without_the_event_and_keeps_it_open_until_retried
 
 
 def test_an_audited_skip_resumes_past_the_event(system: Kami, monkeypatch: pytest.MonkeyPatch) -> None:
-    trade(system, seed=31)
+    traffic(system.shop, 31, 40)
     position, order_id = a_payment(system)
     Poison(monkeypatch, order_id)
     dashboard = DashboardProjection(3)
@@ -189,7 +180,7 @@ def test_an_audited_skip_resumes_past_the_event(system: Kami, monkeypatch: pytes
 
 
 def test_a_failure_outside_a_handler_still_propagates(system: Kami, monkeypatch: pytest.MonkeyPatch) -> None:
-    trade(system, seed=41, steps=5)
+    traffic(system.shop, 41, 5)
     dashboard = DashboardProjection(3)
 
     def broken_flush(*_: Any) -> None:
@@ -220,7 +211,7 @@ def _cli(kami: Kami, *argv: str) -> subprocess.CompletedProcess[str]:
 def test_kami_dlq_lists_and_retries_with_the_fixed_code(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trade(system, seed=51)
+    traffic(system.shop, 51, 40)
     position, order_id = a_payment(system)
     poison = Poison(monkeypatch, order_id)  # broken in this process only: the CLI runs fixed code
     dashboard = DashboardProjection()  # the live version, as `kami serve` follows it

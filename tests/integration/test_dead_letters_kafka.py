@@ -4,7 +4,6 @@ to a rebuild's promoted version, carrying on from where the rebuild left it."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from projections import catalog
 from projections.dashboard import DashboardProjection
 from tests.support.broker import kafka, unique_topic
 from tests.support.kafka_state import letters, others_at, position
-from tests.support.workload import Workload
+from tests.support.workload import traffic
 
 TOPIC = unique_topic("kami.test")
 PARTITIONS = 4
@@ -81,10 +80,7 @@ class Running:
 def test_a_poison_event_stops_its_partition_below_it_until_a_retry_after_the_fix(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = Workload(system.shop, random.Random(3))
-    work.setup(merchants=2, products=2)
-    for _ in range(40):
-        work.step()
+    work = traffic(system.shop, 3, 40, merchants=2, products=2)
     paid = system.shop.recorder.select_notifications(start=1, limit=10**6, topics=[get_topic(Order.Paid)])
     poison = paid[len(paid) // 2]
     broken = {"on": True}
@@ -129,10 +125,7 @@ def test_a_poison_event_stops_its_partition_below_it_until_a_retry_after_the_fix
 
 
 def test_a_consumer_following_the_live_version_moves_to_the_promoted_one(system: Kami) -> None:
-    work = Workload(system.shop, random.Random(4))
-    work.setup(merchants=2, products=2)
-    for _ in range(30):
-        work.step()
+    work = traffic(system.shop, 4, 30, merchants=2, products=2)
     with kafka() as bootstrap:
         projector = KafkaProjector(
             system.pool, system.shop.mapper, DashboardProjection(), bootstrap, TOPIC, follow_live=True

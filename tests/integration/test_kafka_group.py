@@ -5,7 +5,6 @@ them, and the promotion of one of them."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from projections.dashboard import DashboardProjection
 from projections.ledger import LedgerProjection
 from tests.support.broker import kafka, unique_topic
 from tests.support.kafka_state import letters, others_at, position
-from tests.support.workload import Workload
+from tests.support.workload import traffic
 
 PARTITIONS = 4
 CLEAN_VERSION = 90
@@ -97,14 +96,6 @@ def rows(kami: Kami, projection: Projection[Any]) -> dict[str, Any]:
         return projection.rows(conn)
 
 
-def workload(kami: Kami, seed: int, steps: int) -> Workload:
-    work = Workload(kami.shop, random.Random(seed))
-    work.setup(merchants=2, products=2)
-    for _ in range(steps):
-        work.step()
-    return work
-
-
 def test_the_group_name_is_the_set_of_read_models() -> None:
     ledger, dashboard = LedgerProjection(3), DashboardProjection(7)
     assert group_name("kami", [ledger, dashboard]) == group_name("kami", [dashboard, LedgerProjection(1)])
@@ -113,7 +104,7 @@ def test_the_group_name_is_the_set_of_read_models() -> None:
 
 
 def test_two_read_models_in_one_group_give_the_rows_of_the_embedded_mode(system: Kami, topic: str) -> None:
-    work = workload(system, 5, 40)
+    work = traffic(system.shop, 5, 40)
     # The ledger was fed by the log runner up to the middle of the log: it takes over
     # from there, while the dashboard, new, starts from the beginning of the topic.
     taken_over = system.shop.position() // 2
@@ -137,7 +128,7 @@ def test_two_read_models_in_one_group_give_the_rows_of_the_embedded_mode(system:
 
 
 def test_a_republished_range_is_skipped_by_each_consumer_of_the_group(system: Kami, topic: str) -> None:
-    work = workload(system, 6, 30)
+    work = traffic(system.shop, 6, 30)
     ledger, dashboard = LedgerProjection(5), DashboardProjection(5)
     with kafka() as bootstrap:
         group = KafkaGroup(system.pool, system.shop.mapper, [ledger, dashboard], bootstrap, topic)
@@ -165,7 +156,7 @@ def _relay_at(kami: Kami, topic: str) -> int:
 def test_one_consumer_stops_on_a_dead_letter_while_the_other_goes_on_until_a_retry(
     system: Kami, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = workload(system, 7, 40)
+    work = traffic(system.shop, 7, 40)
     paid = system.shop.recorder.select_notifications(start=1, limit=10**6, topics=[get_topic(Order.Paid)])
     poison = paid[len(paid) // 2]
     broken = {"on": True}
@@ -210,7 +201,7 @@ def test_one_consumer_stops_on_a_dead_letter_while_the_other_goes_on_until_a_ret
 
 
 def test_one_read_model_of_a_shared_group_is_promoted_in_place(system: Kami, topic: str) -> None:
-    work = workload(system, 8, 30)
+    work = traffic(system.shop, 8, 30)
     with kafka() as bootstrap:
         group = KafkaGroup(
             system.pool,

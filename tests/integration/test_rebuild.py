@@ -39,7 +39,7 @@ from projections.ledger import LedgerProjection
 from projections.registry import PROJECTIONS, build_all
 from tests.e2e.api_client import in_process
 from tests.support.databases import fresh_database
-from tests.support.workload import Workload
+from tests.support.workload import Workload, traffic
 
 
 @pytest.fixture
@@ -76,14 +76,6 @@ def table_exists(kami: Kami, name: str) -> bool:
 def live_version(kami: Kami, read_model: str) -> int | None:
     with kami.pool.connection() as conn:
         return catalog.live_version(conn, read_model)
-
-
-def some_traffic(kami: Kami, *, seed: int, merchants: int, products: int, steps: int) -> None:
-    """The test workload's orders, payments, refunds and reviews, the same for a seed."""
-    work = Workload(kami.shop, random.Random(seed))
-    work.setup(merchants=merchants, products=products)
-    for _ in range(steps):
-        work.step()
 
 
 def catch_up(kami: Kami, consumers: list[Any]) -> None:
@@ -274,7 +266,7 @@ def _waiting_on_advisory_lock(kami: Kami) -> bool:
 def test_a_killed_rebuild_leaves_the_live_version_untouched_and_resumes_where_it_stopped(
     system: Kami,
 ) -> None:
-    some_traffic(system, seed=7, merchants=2, products=2, steps=60)
+    traffic(system.shop, 7, 60, merchants=2, products=2)
     live = DashboardProjection()
     catch_up(system, [live])
     with system.pool.connection() as conn:
@@ -335,7 +327,7 @@ def test_a_killed_rebuild_leaves_the_live_version_untouched_and_resumes_where_it
 def test_a_rebuild_stopped_by_a_dead_letter_resumes_after_the_fix(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    some_traffic(system, seed=8, merchants=1, products=2, steps=40)
+    traffic(system.shop, 8, 40, merchants=1, products=2)
     live = DashboardProjection()
     catch_up(system, [live])
     paid = [p for p, e in stored_events(system) if isinstance(e, Order.Paid)]
@@ -372,7 +364,7 @@ def test_a_rebuild_stopped_by_a_dead_letter_resumes_after_the_fix(
 def test_the_old_version_is_dropped_only_after_a_grace_for_readers_that_read_the_catalog(
     system: Kami,
 ) -> None:
-    some_traffic(system, seed=10, merchants=1, products=1, steps=20)
+    traffic(system.shop, 10, 20, merchants=1, products=1)
     catch_up(system, [DashboardProjection()])
     waits: list[tuple[float, int | None, bool]] = []
 
@@ -389,7 +381,7 @@ def test_the_old_version_is_dropped_only_after_a_grace_for_readers_that_read_the
 
 
 def test_the_report_shows_what_a_fix_changed(system: Kami, monkeypatch: pytest.MonkeyPatch) -> None:
-    some_traffic(system, seed=9, merchants=2, products=2, steps=80)
+    traffic(system.shop, 9, 80, merchants=2, products=2)
     # Version 1 was built by code with a bug: it ignored reviews.
     original = DashboardProjection.order_reviewed
     monkeypatch.setattr(DashboardProjection, "order_reviewed", lambda *args: None)
@@ -422,7 +414,7 @@ def _owners_of_reviewed_orders(kami: Kami) -> set[UUID]:
 def test_an_abandoned_rebuild_is_dropped_and_rebuild_all_switches_every_read_model(
     system: Kami, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    some_traffic(system, seed=10, merchants=1, products=1, steps=20)
+    traffic(system.shop, 10, 20, merchants=1, products=1)
     catch_up(system, build_all())
     first_paid = next(p for p, e in stored_events(system) if isinstance(e, Order.Paid))
     original = DashboardProjection.order_paid

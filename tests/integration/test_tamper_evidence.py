@@ -14,7 +14,7 @@ import pytest
 from consumers import chain
 from kami.bootstrap import Kami
 from tests.e2e.api_client import in_process, random_cards
-from tests.support.workload import Workload
+from tests.support.workload import Workload, traffic
 
 
 def _verify(kami: Kami, against: tuple[int, bytes] | None = None) -> chain.Verification:
@@ -41,10 +41,7 @@ def _cli(kami: Kami, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_tampering_with_one_stored_event_is_detected_at_exactly_its_position(system: Kami) -> None:
-    work = Workload(system.shop, random.Random(3))
-    work.setup(merchants=1, products=2)
-    for _ in range(40):
-        work.step()
+    traffic(system.shop, 3, 40, merchants=1, products=2)
     intact = _verify(system)
     assert intact.ok and intact.events_checked == system.shop.position()
     victim = random.Random(5).randint(1, system.shop.position())
@@ -74,10 +71,7 @@ REWRITES = {
 
 @pytest.mark.parametrize("what", sorted(REWRITES))
 def test_any_rewrite_of_a_linked_event_is_found_at_its_position(system: Kami, what: str) -> None:
-    work = Workload(system.shop, random.Random(6))
-    work.setup(merchants=1, products=2)
-    for _ in range(20):
-        work.step()
+    traffic(system.shop, 6, 20, merchants=1, products=2)
     assert _verify(system).ok
     victim = random.Random(7).randint(1, system.shop.position() - 1)
     table = system.shop.recorder.events_table_name

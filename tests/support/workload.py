@@ -53,3 +53,12 @@ class Workload:
                 self.shop.review_order(order_id, token, self.rng.randint(1, 5), "")
         except KamiError:
             pass  # refunding twice, reviewing twice: refused, and that is part of the mix
+
+
+def traffic(shop: Shop, seed: int, steps: int, *, merchants: int = 2, products: int = 2) -> Workload:
+    """A shop set up and traded in for ``steps`` buyer actions, the same for a seed."""
+    work = Workload(shop, random.Random(seed))
+    work.setup(merchants=merchants, products=products)
+    for _ in range(steps):
+        work.step()
+    return work
