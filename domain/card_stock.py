@@ -6,11 +6,21 @@ from buckets chosen at random, so concurrent buyers of a hot product rarely coll
 
 A reservation lapses at its deadline: a lapsed card counts as available again even
 before the expiry process has released it, so stock never waits on a background job.
+
+A bucket may hold thousands of cards, most of them sold in time, and every order copies
+a bucket twice (the cached one is shared) and reserves from it, and every product page
+counts its stock. So none of these walks the whole bucket: the cards sit in a
+``CardMap``, whose copy costs its changes since the last compaction, not every card; a
+reservation takes lapsed and released cards from two small indexes (``held``,
+``returned``), then free cards from a mark (``next_mark``) before which no card is free
+but the returned ones; and the free count is kept, not counted. The indexes are kept by
+the events' ``apply``, so a replay builds them too; the cards stay the one state.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from itertools import islice
 from typing import Any, NamedTuple
@@ -38,13 +48,14 @@ class CardBucket(Aggregate):
         cards: list[list[str]]
 
         def apply(self, bucket: CardBucket) -> None:
-            # Copy on write: the repository's cached bucket is fast-forwarded in place while
-            # other threads deep-copy it, and a dict growing mid-copy raises RuntimeError.
-            cards = dict(bucket.cards)
-            for card_id, fp, sealed in self.cards:
-                cards[card_id] = Card(fp, sealed, FREE, None, None)
-            bucket.cards = cards
+            # Copy on write, as every shared part of a bucket: a cached bucket is shared by
+            # the threads that copy it (``__deepcopy__``), and a dict growing mid-copy raises
+            # RuntimeError.
+            new = {card_id: Card(fp, sealed, FREE, None, None) for card_id, fp, sealed in self.cards}
+            bucket.cards = bucket.cards.merged(new)
             bucket.fingerprints = bucket.fingerprints | {fp for _, fp, _ in self.cards}
+            bucket.order = bucket.order + list(new)
+            bucket.free += len(new)
 
     class CardsReserved(Aggregate.Event):
         order_id: UUID
@@ -79,8 +90,16 @@ class CardBucket(Aggregate):
         self.product_id = product_id
         self.merchant_id = merchant_id
         self.index = index
-        self.cards: dict[str, Card] = {}
-        self.fingerprints: set[str] = set()
+        self.cards = CardMap()
+        self.fingerprints: frozenset[str] = frozenset()
+        # The indexes (see the module's docstring). Card ids in import order, shared by
+        # copies and replaced on import; no card before ``order[next_mark]`` is free but
+        # those in ``returned``; the reserved cards and their deadlines; the free count.
+        self.order: list[str] = []
+        self.next_mark = 0
+        self.returned: dict[str, None] = {}
+        self.held: dict[str, datetime | None] = {}
+        self.free = 0
 
     @classmethod
     def open(cls, product_id: UUID, merchant_id: UUID, index: int, at: datetime) -> CardBucket:
@@ -98,14 +117,31 @@ class CardBucket(Aggregate):
     ) -> None:
         for card_id in card_ids:
             card = self.cards[card_id]
-            self.cards[card_id] = card._replace(status=status, order_id=order_id, until=until)
+            self.cards.put(card_id, card._replace(status=status, order_id=order_id, until=until))
+            if card.status == FREE:
+                self.free -= 1
+                self.returned.pop(card_id, None)
+            elif card.status == RESERVED:
+                del self.held[card_id]
+            if status == FREE:
+                self.free += 1
+                # Behind the mark a freed card would be missed: it waits in ``returned``.
+                self.returned[card_id] = None
+            elif status == RESERVED:
+                self.held[card_id] = until
+        # Past the cards no longer free, so that the next reservation starts at a free one.
+        order, cards = self.order, self.cards
+        while self.next_mark < len(order) and cards[order[self.next_mark]].status != FREE:
+            self.next_mark += 1
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CardBucket:
-        # Commands get a copy of the cached bucket. Cards are immutable tuples and the
-        # fingerprint set is only ever replaced, so copying the map is enough: a deep copy
-        # of thousands of cards on every command and every stock read would dominate.
+        # Commands get a copy of the cached bucket. Cards are immutable tuples, and the
+        # card map's base, the fingerprint set and the import order are only ever
+        # replaced, never changed: the copy shares them and copies the small rest.
         clone = copy.copy(self)
-        clone.cards = dict(self.cards)
+        clone.cards = self.cards.copy()
+        clone.returned = dict(self.returned)
+        clone.held = dict(self.held)
         clone._pending_events = list(self._pending_events)
         return clone
 
@@ -116,16 +152,29 @@ class CardBucket(Aggregate):
         if cards:
             self.trigger_event(self.CardsImported, cards=cards, timestamp=at)
 
-    def available(self, now: datetime) -> list[str]:
-        return [cid for cid, card in self.cards.items() if card.is_available(now)]
+    def available(self, now: datetime, limit: int | None = None) -> list[str]:
+        """The cards an order may take now (at most ``limit`` of them)."""
+        return list(islice(self._available(now), limit))
+
+    def _available(self, now: datetime) -> Iterator[str]:
+        # Lapsed reservations first (their orders are gone by now), then cards returned
+        # by a release, then the free cards from the mark on: no sold card is walked.
+        for card_id, until in self.held.items():
+            if until is not None and until <= now:
+                yield card_id
+        yield from self.returned
+        cards = self.cards
+        for card_id in islice(self.order, self.next_mark, None):
+            if cards[card_id].status == FREE and card_id not in self.returned:
+                yield card_id
 
     def count_available(self, now: datetime) -> int:
-        return sum(1 for card in self.cards.values() if card.is_available(now))
+        lapsed = sum(1 for until in self.held.values() if until is not None and until <= now)
+        return self.free + lapsed
 
     def reserve(self, order_id: UUID, count: int, until: datetime, now: datetime) -> list[str]:
         """Reserve up to ``count`` cards; returns the ids taken (maybe fewer)."""
-        # The first ``count`` free cards, without listing every free card of the bucket.
-        taken = list(islice((cid for cid, card in self.cards.items() if card.is_available(now)), count))
+        taken = self.available(now, count)
         if taken:
             self.trigger_event(
                 self.CardsReserved, order_id=order_id, card_ids=taken, until=until, timestamp=now
@@ -171,6 +220,55 @@ class CardBucket(Aggregate):
 
     def sealed(self, card_id: str) -> str:
         return self.cards[card_id].sealed
+
+
+class CardMap(Mapping[str, "Card"]):
+    """A bucket's cards by id: a base map shared by copies, and the changes since.
+
+    A command's copy of a bucket copies only the changes, and a change adds one entry,
+    so neither costs the thousands of cards a bucket may hold. When the changes grow to
+    a sixteenth of the base they are folded into a new base (the old one may be shared:
+    it is never changed), which spreads that copy over many changes.
+    """
+
+    __slots__ = ("_base", "_changes")
+
+    def __init__(self, base: dict[str, Card] | None = None, changes: dict[str, Card] | None = None) -> None:
+        self._base: dict[str, Card] = {} if base is None else base
+        self._changes: dict[str, Card] = {} if changes is None else changes
+
+    def __getitem__(self, card_id: str) -> Card:
+        card = self._changes.get(card_id)
+        return self._base[card_id] if card is None else card
+
+    def get(self, card_id: str, default: Any = None) -> Any:
+        card = self._changes.get(card_id)
+        return self._base.get(card_id, default) if card is None else card
+
+    def __contains__(self, card_id: object) -> bool:
+        return card_id in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)  # every card is in the base: changes only replace
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+    def put(self, card_id: str, card: Card) -> None:
+        """Replace a card this map holds (new cards come by ``merged``)."""
+        if card_id not in self._base:
+            raise KeyError(card_id)
+        self._changes[card_id] = card
+        if len(self._changes) > max(64, len(self._base) >> 4):
+            self._base = {**self._base, **self._changes}
+            self._changes = {}
+
+    def merged(self, new: dict[str, Card]) -> CardMap:
+        """A map with these cards added; this one is left as it is."""
+        return CardMap({**self._base, **self._changes, **new})
+
+    def copy(self) -> CardMap:
+        return CardMap(self._base, dict(self._changes))
 
 
 class Card(NamedTuple):

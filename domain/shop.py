@@ -760,7 +760,9 @@ class Shop(Application[UUID]):
             held_ids = {cid for _, ids in held for cid in ids}
             product = uow.read(order.product_id, Product, "product")
             for bucket in self._buckets(uow, product):
-                free = [c for c in bucket.available(now) if c not in held_ids][:missing]
+                # This order's own lapsed cards count as available: look past them.
+                offered = bucket.available(now, missing + len(held_ids))
+                free = [c for c in offered if c not in held_ids][:missing]
                 if free:
                     extra.append((bucket, free))
                     missing -= len(free)
