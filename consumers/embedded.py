@@ -6,8 +6,9 @@ second, even under load; the check, at most every quarter of a second) and swaps
 projection for the promoted one. Until then the old version's position row is gone, so
 its steps simply leave it alone.
 
-Several processes may serve the API against one database (``kami serve --workers N``,
-or replicas): each starts a follower, and exactly one follows. The follower first takes
+Several processes may follow one database (replicas of ``kami serve``, each with its
+follower in its API process or, with ``--workers N``, in a process of its own): exactly
+one follows at a time. The follower first takes
 a session-level PostgreSQL advisory lock (``FOLLOWER_LOCK_KEY``) on a connection of its
 own and keeps it while it follows; the others stand by, trying again every
 ``standby_poll_s``. The lock goes with its session, so when the holder's process dies
@@ -99,6 +100,11 @@ class EmbeddedWorkers:
     def start(self) -> EmbeddedWorkers:
         self._thread.start()
         return self
+
+    @property
+    def running(self) -> bool:
+        """Following or standing by; False once stopped, or dead on an error (``error``)."""
+        return self._thread.is_alive()
 
     def on_idle(self) -> None:
         # Deadlines are run as soon as they are due; their ticks cost nothing while none

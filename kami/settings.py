@@ -50,12 +50,19 @@ class SettingsError(Exception):
 
 DEFAULT_KAFKA_TOPIC = "kami.events"
 DEFAULT_KAFKA_PARTITIONS = 8
-# How long the embedded follower lets commits gather after a notification wakes it, so
-# that one batch (one read, one transaction, one position update) carries many of them.
-# Off by default: measured under the HTTP benchmark, 5 and 25 ms saved no CPU per order
-# (the follower's cost is per event, in the projections' writes, not per batch), and
-# every view read with ``?after=`` would wait that much longer.
-DEFAULT_FOLLOWER_GATHER_MS = 0
+# How long the log follower lets commits gather after a notification wakes it, so that
+# one step (its reads, statements and commit) carries many of them. Under load a step
+# costs about as much for 50 events as for 200, so the fewer and larger the cheaper; but
+# every view read with ``?after=`` waits that much longer. Where the follower runs sets
+# the default (``KAMI_FOLLOWER_GATHER_MS`` overrides both):
+# - in the API process (``kami serve``): none. A large step there holds the process's GIL
+#   in long stretches, and the API's requests wait: gathering 100 to 1,000 ms carried
+#   fewer orders under the HTTP benchmark (docs/load-notes.md).
+# - in a process of its own (``kami serve --workers N``): 200 ms. There it takes a core
+#   in short bursts beside the API processes, and carried 7 to 24% more orders than the
+#   follower in an API process, at 0.4 to 1.1 ms less CPU per order (docs/load-notes.md).
+FOLLOWER_GATHER_MS_IN_API = 0
+FOLLOWER_GATHER_MS_OWN_PROCESS = 200
 # What an on/off variable may say.
 SWITCH_WORDS = {
     **dict.fromkeys(("1", "on", "true", "yes"), True),
@@ -78,7 +85,8 @@ class Settings:
     generated: tuple[str, ...] = ()
     kafka_topic: str = DEFAULT_KAFKA_TOPIC
     kafka_partitions: int = DEFAULT_KAFKA_PARTITIONS
-    follower_gather_ms: int = DEFAULT_FOLLOWER_GATHER_MS
+    # None: the default for where the follower runs (``follower_gather_s``).
+    follower_gather_ms: int | None = None
     # Off: eventsourcing's plain write path (a transaction per command, every aggregate
     # replayed from the store), to rule kami's committer and cache in or out of a problem,
     # and the HTTP benchmark's baseline.
@@ -87,6 +95,12 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    def follower_gather_s(self, *, own_process: bool) -> float:
+        """Seconds the log follower gathers commits, as set or by where it runs."""
+        if self.follower_gather_ms is not None:
+            return self.follower_gather_ms / 1000
+        return (FOLLOWER_GATHER_MS_OWN_PROCESS if own_process else FOLLOWER_GATHER_MS_IN_API) / 1000
 
     @property
     def pgdata(self) -> Path:
@@ -165,8 +179,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         generated=generated,
         kafka_topic=_text(env, "KAMI_KAFKA_TOPIC") or DEFAULT_KAFKA_TOPIC,
         kafka_partitions=_positive_int(env, "KAMI_KAFKA_PARTITIONS", DEFAULT_KAFKA_PARTITIONS),
-        follower_gather_ms=_positive_int(
-            env, "KAMI_FOLLOWER_GATHER_MS", DEFAULT_FOLLOWER_GATHER_MS, minimum=0
+        follower_gather_ms=(
+            None
+            if _text(env, "KAMI_FOLLOWER_GATHER_MS") is None
+            else _positive_int(env, "KAMI_FOLLOWER_GATHER_MS", 0, minimum=0)
         ),
         group_commit=_switch(env, "KAMI_GROUP_COMMIT", True),
     )

@@ -6,10 +6,13 @@ seeds the demo once, prints the banner, binds the listening socket and starts N 
 processes that share it. Each worker builds its own Kami (pool, Shop) and runs uvicorn;
 the write side is safe across processes because every command is checked against
 PostgreSQL when it commits (unique versions, and the versions of everything it read from
-its process's aggregate cache), not trusted to one process's memory. Every
-worker also starts the embedded log follower, which stands by on a PostgreSQL advisory
-lock (``consumers.embedded``): exactly one follows the log, and another takes over if
-its process dies. A worker that dies is replaced.
+its process's aggregate cache), not trusted to one process's memory. The log follower
+(read models, process managers, hash chain) runs in one more process of its own, which
+gathers commits for a moment after each wake-up (``kami.settings``): beside the API
+processes it takes a core in short bursts and costs less per order than in an API
+process, where its steps would hold that process's GIL. It takes the follower lock
+(``consumers.embedded``), so replicas of this supervisor still have one following. A
+worker or follower process that dies is replaced.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     kami = open_kami(settings)
     try:
         demo = seed_demo(kami.shop, settings.home / "demo.json") if args.demo else None
-        app, follower = _app(kami, settings)
+        app, follower = _app(kami, settings, follow=True)
         tune_for_serving()
         try:
             base_url = f"http://{_display_host(args.host)}:{args.port}"
@@ -104,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _app(kami: Any, settings: Settings) -> tuple[Any, Any]:
-    """The FastAPI app around ``kami``, and the embedded follower started for it (None
-    with Kafka, where `kami relay` and `kami consume` keep the read models instead)."""
+def _app(kami: Any, settings: Settings, *, follow: bool) -> tuple[Any, Any]:
+    """The FastAPI app around ``kami``, and the log follower started beside it if
+    ``follow`` (None with Kafka, where `kami relay` and `kami consume` keep the read
+    models instead, and in the workers of ``--workers N``, which have a follower process)."""
     from api.main import create_app
     from api.settings import ApiSettings
     from consumers.embedded import EmbeddedWorkers
@@ -124,8 +128,8 @@ def _app(kami: Any, settings: Settings) -> tuple[Any, Any]:
     # (order expiry, commission settlement). It takes the follower lock first, so that
     # however many processes serve, one follows.
     follower = None
-    if not settings.kafka_bootstrap:
-        follower = EmbeddedWorkers(kami, gather_s=settings.follower_gather_ms / 1000).start()
+    if follow and not settings.kafka_bootstrap:
+        follower = EmbeddedWorkers(kami, gather_s=settings.follower_gather_s(own_process=False)).start()
     return app, follower
 
 
@@ -164,21 +168,27 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        process = context.Process(
-            target=_worker_main,
-            args=(settings, database_url, sock, args.host, args.port, args.access_log, (index, args.workers)),
-            name=f"kami-serve-{index}",
+        share = (index, args.workers)
+        process = (
+            context.Process(target=_follower_main, args=(settings, database_url), name="kami-follow")
+            if index == args.workers
+            else context.Process(
+                target=_worker_main,
+                args=(settings, database_url, sock, args.host, args.port, args.access_log, share),
+                name=f"kami-serve-{index}",
+            )
         )
         process.start()
         return process
 
-    workers = [start(i) for i in range(args.workers)]
+    # The API workers, then the log follower (none with Kafka: `kami consume` follows).
+    workers = [start(i) for i in range(args.workers + (0 if settings.kafka_bootstrap else 1))]
     try:
         while not stop.wait(0.5):
             for i, process in enumerate(workers):
                 if process.is_alive():
                     continue
-                log.warning("worker %s exited with %s; starting another", process.name, process.exitcode)
+                log.warning("%s exited with %s; starting another", process.name, process.exitcode)
                 process.join()
                 if stop.wait(RESPAWN_BACKOFF_S):
                     break
@@ -206,7 +216,7 @@ def _worker_main(
     access_log: bool,
     share: tuple[int, int],
 ) -> None:
-    """One API process of ``--workers N``: its own Kami, app and standby follower."""
+    """One API process of ``--workers N``: its own Kami and app."""
     import uvicorn
 
     from kami.bootstrap import build
@@ -217,14 +227,33 @@ def _worker_main(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     kami = build(database_url, settings=replace(settings.shop_settings(), bucket_share=share))
     try:
-        app, follower = _app(kami, settings)
+        app, _ = _app(kami, settings, follow=False)
         tune_for_serving()
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        kami.close()
+
+
+def _follower_main(settings: Settings, database_url: str) -> None:
+    """The log follower process of ``--workers N``: exits when stopped (SIGTERM, or
+    Ctrl-C on the process group), and with an error when its follower stops on one, so
+    that the supervisor starts another."""
+    from consumers.embedded import EmbeddedWorkers
+    from kami.bootstrap import build
+    from kami.commands.lifecycle import stop_on_signals
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = stop_on_signals()
+    kami = build(database_url, settings=settings.shop_settings())
+    try:
+        follower = EmbeddedWorkers(kami, gather_s=settings.follower_gather_s(own_process=True)).start()
         try:
-            config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log)
-            uvicorn.Server(config).run(sockets=[sock])
+            while not stop.wait(0.5):
+                if not follower.running:
+                    raise SystemExit(1)  # the follower logged why
         finally:
-            if follower is not None:
-                follower.stop()
+            follower.stop()
     finally:
         kami.close()
 
@@ -255,7 +284,7 @@ def _banner(settings: Settings, base_url: str, workers: int) -> str:
         f"  health   {base_url}/healthz",
     ]
     if workers > 1:
-        lines.append(f"  workers  {workers} processes; one of them follows the log")
+        lines.append(f"  workers  {workers} API processes, and one that follows the log")
     if settings.embedded:
         lines += [
             f"  database embedded PostgreSQL, data in {settings.pgdata}",

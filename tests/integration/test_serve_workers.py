@@ -1,7 +1,8 @@
-"""`kami serve --workers N`: several API processes on one port, exactly one following the log.
+"""`kami serve --workers N`: several API processes on one port, and one more process that
+follows the log.
 
-Real processes on a real port against a fresh database; which process follows is read
-from PostgreSQL itself (the follower lock's session names its process id).
+Real processes on a real port against a fresh database; which of the supervisor's children
+follows is read from PostgreSQL itself (the follower lock's session names its process id).
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ def _wait_for(what: str, probe: Callable[[], T | None], process: subprocess.Pope
 
 
 class Server:
-    def __init__(self, database_url: str, home: Path, *args: str) -> None:
+    def __init__(self, database_url: str, home: Path, *args: str, **settings: str) -> None:
         self.database_url = database_url
         self.secrets = {name: secrets.token_urlsafe(24) for name in SECRET_VARS}
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAMI_")}
-        env |= {"KAMI_DATABASE_URL": database_url, "KAMI_HOME": str(home), **self.secrets}
+        env |= {"KAMI_DATABASE_URL": database_url, "KAMI_HOME": str(home), **self.secrets, **settings}
         port = _free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self.log = home / "serve.log"
@@ -97,7 +98,7 @@ class Server:
         return self.process.wait(timeout=60)
 
     def children(self) -> list[int]:
-        """The worker processes (multiprocessing's resource tracker is a child too)."""
+        """The API and follower processes (multiprocessing's resource tracker is a child too)."""
         found = []
         for child in psutil.Process(self.process.pid).children():
             with contextlib.suppress(psutil.Error):
@@ -181,19 +182,19 @@ def two_workers(database: str, tmp_path: Path) -> Iterator[Server]:
         server.stop()
 
 
-def _one_leader_of_two(server: Server) -> tuple[int, list[int]] | None:
+def _follower_beside_two_workers(server: Server) -> int | None:
+    """The follower process, once it follows and two API processes run beside it."""
     holders, every = followers(server.database_url)
-    workers = server.children()
-    if len(holders) == 1 and len(every) == 2 and sorted(every) == sorted(workers):
-        return holders[0], every
+    children = server.children()
+    if len(holders) == 1 and every == holders and len(children) == 3 and holders[0] in children:
+        return holders[0]
     return None
 
 
-def test_two_workers_serve_and_exactly_one_follows_the_log(two_workers: Server) -> None:
+def test_two_workers_serve_and_a_process_of_its_own_follows_the_log(two_workers: Server) -> None:
     server = two_workers
-    leader, every = server.wait("one follower of two standing", lambda: _one_leader_of_two(server))
-    assert leader in every
-    assert "workers  2 processes" in server.output()
+    leader = server.wait("a follower beside two workers", lambda: _follower_beside_two_workers(server))
+    assert "workers  2 API processes, and one that follows the log" in server.output()
 
     merchant_id, key, product_id = server.shop()
     # Each request on a new connection, so both workers take some; each order must show
@@ -202,42 +203,72 @@ def test_two_workers_serve_and_exactly_one_follows_the_log(two_workers: Server) 
     dashboard = server.dashboard(merchant_id, key, max(positions))
     assert dashboard["orders_paid"] == 6
     assert dashboard["gmv"] == "30.00"
-    # The same single follower all along: the standby never took the lock meanwhile.
-    assert followers(server.database_url)[0] == [leader]
+    # The same single follower all along, and no API process following beside it.
+    assert followers(server.database_url) == ([leader], [leader])
 
 
-def test_the_follower_moves_to_the_other_worker_when_its_process_is_killed(two_workers: Server) -> None:
+def test_a_killed_follower_process_is_replaced_and_the_views_go_on(two_workers: Server) -> None:
     server = two_workers
-    leader, _ = server.wait("one follower of two standing", lambda: _one_leader_of_two(server))
+    leader = server.wait("a follower beside two workers", lambda: _follower_beside_two_workers(server))
+    workers = sorted(set(server.children()) - {leader})
     merchant_id, key, product_id = server.shop()
     first = server.buy(product_id)
     assert server.dashboard(merchant_id, key, first)["orders_paid"] == 1
 
     os.kill(leader, signal.SIGKILL)
-
-    def taken_over() -> int | None:
-        holders, _ = followers(server.database_url)
-        return holders[0] if len(holders) == 1 and holders[0] != leader else None
-
-    successor = server.wait("another worker taking the follower lock", taken_over)
-    assert successor in server.children()
-    # The supervisor replaces the dead worker, which stands by.
-    server.wait("a replacement worker standing by", lambda: _one_leader_of_two(server))
+    # Orders go on meanwhile: the API processes never needed the follower.
     second = server.buy(product_id)
+
+    def replaced() -> int | None:
+        found = _follower_beside_two_workers(server)
+        return found if found is not None and found != leader else None
+
+    successor = server.wait("a new follower process", replaced)
+    assert sorted(set(server.children()) - {successor}) == workers
     assert server.dashboard(merchant_id, key, second)["orders_paid"] == 2
-    assert followers(server.database_url)[0] == [successor]
+
+
+def test_a_killed_api_process_is_replaced_and_the_follower_stays(two_workers: Server) -> None:
+    server = two_workers
+    leader = server.wait("a follower beside two workers", lambda: _follower_beside_two_workers(server))
+    victim = min(set(server.children()) - {leader})
+
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced() -> list[int] | None:
+        children = server.children()
+        return children if len(children) == 3 and victim not in children else None
+
+    server.wait("a replacement API process", replaced)
+    merchant_id, key, product_id = server.shop()
+    assert server.dashboard(merchant_id, key, server.buy(product_id))["orders_paid"] == 1
+    assert followers(server.database_url) == ([leader], [leader])
 
 
 def test_sigterm_stops_the_supervisor_and_its_workers(database: str, tmp_path: Path) -> None:
     server = Server(database, tmp_path, "--workers", "2")
     try:
         server.wait_healthy()
-        workers = server.wait("two workers", lambda: w if len(w := server.children()) == 2 else None)
+        workers = server.wait("three processes", lambda: w if len(w := server.children()) == 3 else None)
     finally:
         code = server.stop()
     assert code == 0
     assert not [pid for pid in workers if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert followers(database) == ([], [])
+
+
+def test_with_kafka_the_workers_only_serve_and_no_process_follows(database: str, tmp_path: Path) -> None:
+    # `kami consume` keeps the read models then; nothing connects to this address.
+    server = Server(database, tmp_path, "--workers", "2", KAMI_KAFKA_BOOTSTRAP="127.0.0.1:9")
+    try:
+        server.wait_healthy()
+        server.wait("two API processes", lambda: True if len(server.children()) == 2 else None)
+        merchant_id, key, product_id = server.shop()
+        server.buy(product_id)
+        assert len(server.children()) == 2
+        assert followers(database) == ([], [])
+    finally:
+        assert server.stop() == 0
 
 
 def test_requests_are_not_logged_unless_asked(database: str, tmp_path: Path) -> None:

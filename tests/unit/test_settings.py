@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from kami.settings import SECRET_VARS, SettingsError, load_settings
+from kami.settings import (
+    FOLLOWER_GATHER_MS_IN_API,
+    FOLLOWER_GATHER_MS_OWN_PROCESS,
+    SECRET_VARS,
+    SettingsError,
+    load_settings,
+)
 
 EXTERNAL_URL = "postgresql://kami@db.example:5432/kami"
 
@@ -147,10 +153,14 @@ def test_a_bad_duration_is_refused_by_name(tmp_path: Path, value: str) -> None:
         load_settings({"KAMI_HOME": str(tmp_path), "KAMI_ORDER_TTL_MINUTES": value})
 
 
-def test_the_follower_gathers_nothing_by_default_and_any_whole_milliseconds_if_told(tmp_path: Path) -> None:
-    assert load_settings({"KAMI_HOME": str(tmp_path)}).follower_gather_ms == 0
-    told = load_settings({"KAMI_HOME": str(tmp_path), "KAMI_FOLLOWER_GATHER_MS": "5"})
-    assert told.follower_gather_ms == 5
+def test_the_follower_gathers_by_where_it_runs_unless_told(tmp_path: Path) -> None:
+    default = load_settings({"KAMI_HOME": str(tmp_path)})
+    assert default.follower_gather_s(own_process=False) == FOLLOWER_GATHER_MS_IN_API / 1000 == 0
+    assert default.follower_gather_s(own_process=True) == FOLLOWER_GATHER_MS_OWN_PROCESS / 1000 > 0
+    for told, seconds in (("5", 0.005), ("0", 0.0)):
+        settings = load_settings({"KAMI_HOME": str(tmp_path), "KAMI_FOLLOWER_GATHER_MS": told})
+        assert settings.follower_gather_s(own_process=False) == seconds
+        assert settings.follower_gather_s(own_process=True) == seconds
 
 
 @pytest.mark.parametrize("value", ["-1", "five", "2.5"])
