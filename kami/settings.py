@@ -51,16 +51,18 @@ class SettingsError(Exception):
 DEFAULT_KAFKA_TOPIC = "kami.events"
 DEFAULT_KAFKA_PARTITIONS = 8
 # How long the log follower lets commits gather after a notification wakes it, so that
-# one step (its reads, statements and commit) carries many of them. Under load a step
-# costs about as much for 50 events as for 200, so the fewer and larger the cheaper; but
-# every view read with ``?after=`` waits that much longer. Where the follower runs sets
+# one step carries many of them. A step costs a fixed part (its reads, statements and
+# commit: about 12 ms of CPU on the development VM) beside its part per event, so the
+# fewer and larger the steps, the less per order; but every view read with ``?after=``
+# waits that much longer. Where the follower runs sets
 # the default (``KAMI_FOLLOWER_GATHER_MS`` overrides both):
 # - in the API process (``kami serve``): none. A large step there holds the process's GIL
 #   in long stretches, and the API's requests wait: gathering 100 to 1,000 ms carried
 #   fewer orders under the HTTP benchmark (docs/load-notes.md).
 # - in a process of its own (``kami serve --workers N``): 200 ms. There it takes a core
-#   in short bursts beside the API processes, and carried 7 to 24% more orders than the
-#   follower in an API process, at 0.4 to 1.1 ms less CPU per order (docs/load-notes.md).
+#   in short bursts beside the API processes, and carried 1 to 38% more orders than the
+#   follower in an API process in 7 alternated pairs, at less CPU per order in 6 of
+#   them (docs/load-notes.md).
 FOLLOWER_GATHER_MS_IN_API = 0
 FOLLOWER_GATHER_MS_OWN_PROCESS = 200
 # What an on/off variable may say.
