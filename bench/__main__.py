@@ -29,6 +29,7 @@ RESULTS = Path(__file__).with_name("results.json")
 BENCHMARKS: dict[str, str] = {
     "orders": "bench.orders",
     "hot_product": "bench.hot_product",
+    "stock": "bench.stock",
     "verify": "bench.verify",
     "pipeline": "bench.pipeline",
     "rebuild": "bench.rebuild",
