@@ -35,7 +35,7 @@ from eventsourcing import persistence
 from consumers import chain
 from consumers.deadlines import DeadlineManager
 from consumers.promoter_levels import PromoterLevelManager
-from consumers.runner import Consumer, LogRunner
+from consumers.runner import GATHER_AFTER, Consumer, LogRunner
 from consumers.tiering import TieringManager, policy_from_env
 from kami.bootstrap import Kami
 from projections import catalog
@@ -66,12 +66,14 @@ class EmbeddedWorkers:
         consumers: Sequence[Consumer] | None = None,
         *,
         gather_s: float = 0.0,
+        gather_after: int = GATHER_AFTER,
         standby_poll_s: float = STANDBY_POLL_S,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kami = kami
         self._monotonic = monotonic
         self._gather_s = gather_s
+        self._gather_after = gather_after
         self._standby_poll_s = standby_poll_s
         # Set while this follower holds the lock and follows; clear while it stands by.
         self.active = threading.Event()
@@ -188,7 +190,12 @@ class EmbeddedWorkers:
                 with self._leadership() as leading:
                     if not leading:
                         return
-                    self.runner.run_forever(self._stop, on_idle=self.on_idle, gather=self._gather_s)
+                    self.runner.run_forever(
+                        self._stop,
+                        on_idle=self.on_idle,
+                        gather=self._gather_s,
+                        gather_after=self._gather_after,
+                    )
                 return
             except TRANSIENT as error:
                 # A dropped connection or a restarting database: nothing of the batch was

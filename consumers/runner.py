@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS kami_tracking (
 """
 
 DEFAULT_BATCH = 1000
+# A follower that gathers does so only after a catch-up that read at least this many
+# notifications: when it is busy. Under load its catch-ups are that large (a few hundred
+# notifications), and gathering makes its steps fewer and larger; under light load a
+# step is cheap anyway, and waiting would only delay every ``?after=`` read.
+GATHER_AFTER = 100
 
 
 class Consumer(Protocol):
@@ -209,6 +214,7 @@ class LogRunner:
         on_idle: Callable[[], object] | None = None,
         idle_every: float = 1.0,
         gather: float = 0.0,
+        gather_after: int = GATHER_AFTER,
     ) -> None:
         """Follow the log: wake on NOTIFY from writers, and at least every second.
 
@@ -216,21 +222,26 @@ class LogRunner:
         even under a steady stream of writes (catching up could otherwise last as long
         as the writes do): process managers tick, and promotions are noticed.
 
-        ``gather`` (seconds): once a notification wakes it, the follower waits that long
-        before reading, so that commits arriving one at a time are applied together: one
-        read, one transaction and one position update for the lot instead of one each.
+        ``gather`` (seconds): once a notification wakes it after a catch-up that read at
+        least ``gather_after`` notifications, the follower waits that long before
+        reading, so that commits arriving one at a time are applied together: one read,
+        one transaction and one position update for the lot instead of one each.
         """
         channel = self._recorder.channel_name
         with psycopg.connect(self._pool.conninfo, autocommit=True) as listener:
             listener.execute(f'LISTEN "{channel}"')
+            # Whether the last catch-up followed a notification: the backlog read at
+            # start-up, or on a round no commit woke, says nothing of the load.
+            woken = False
             while not stop.is_set():
-                _, done = self._catch_up(None, time.monotonic() + idle_every)
+                read, done = self._catch_up(None, time.monotonic() + idle_every)
+                busy = woken and read >= gather_after
                 if on_idle is not None:
                     on_idle()
                 if not done:
                     continue  # still behind: no waiting for a notification
                 woken = any(True for _ in listener.notifies(timeout=1.0, stop_after=1))
-                if woken and gather > 0 and stop.wait(gather):
+                if woken and gather > 0 and busy and stop.wait(gather):
                     return
                 # The commits that notified meanwhile are read by the next catch-up: one
                 # wake-up for all of them, not an empty catch-up per notification.

@@ -54,8 +54,9 @@ DEFAULT_KAFKA_PARTITIONS = 8
 # one step carries many of them. A step costs a fixed part (its reads, statements and
 # commit: about 12 ms of CPU on the development VM) beside its part per event, so the
 # fewer and larger the steps, the less per order; but every view read with ``?after=``
-# waits that much longer. Where the follower runs sets
-# the default (``KAMI_FOLLOWER_GATHER_MS`` overrides both):
+# may wait that much longer, so a follower gathers only while busy
+# (``consumers.runner.GATHER_AFTER``). Where the follower runs sets the default
+# (``KAMI_FOLLOWER_GATHER_MS`` overrides both):
 # - in the API process (``kami serve``): none. A large step there holds the process's GIL
 #   in long stretches, and the API's requests wait: gathering 100 to 1,000 ms carried
 #   fewer orders under the HTTP benchmark (docs/load-notes.md).

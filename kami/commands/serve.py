@@ -8,9 +8,9 @@ the write side is safe across processes because every command is checked against
 PostgreSQL when it commits (unique versions, and the versions of everything it read from
 its process's aggregate cache), not trusted to one process's memory. The log follower
 (read models, process managers, hash chain) runs in one more process of its own, which
-gathers commits for a moment after each wake-up (``kami.settings``): beside the API
-processes it takes a core in short bursts and costs less per order than in an API
-process, where its steps would hold that process's GIL. It takes the follower lock
+while busy gathers commits for a moment after each wake-up (``kami.settings``): beside
+the API processes it takes a core in short bursts and costs less per order than in an
+API process, where its steps would hold that process's GIL. It takes the follower lock
 (``consumers.embedded``), so replicas of this supervisor still have one following. A
 worker or follower process that dies is replaced.
 """

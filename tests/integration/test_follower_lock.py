@@ -126,7 +126,8 @@ def test_a_follower_whose_lock_session_is_killed_stands_by_and_follows_again(
 
 def test_a_gathering_follower_applies_every_commit(two: tuple[Kami, Kami], url: str) -> None:
     kami = two[0]
-    follower = EmbeddedWorkers(kami, gather_s=0.05).start()
+    # Gathering after every catch-up, however small (the default waits for a busy one).
+    follower = EmbeddedWorkers(kami, gather_s=0.05, gather_after=0).start()
     ledger = LedgerProjection().name
     try:
         positions = [_paid(kami) for _ in range(3)]
@@ -134,6 +135,26 @@ def test_a_gathering_follower_applies_every_commit(two: tuple[Kami, Kami], url: 
             _wait_until(
                 "the ledger catching up", lambda: read_model_position(conn, ledger) >= max(positions), conn
             )
+    finally:
+        follower.stop()
+    assert follower.error is None
+
+
+def test_a_follower_that_is_not_busy_does_not_gather(two: tuple[Kami, Kami], url: str) -> None:
+    # Gathering for a minute, but only after a catch-up of GATHER_AFTER notifications:
+    # single commits, each read alone, are applied as they come.
+    kami = two[0]
+    follower = EmbeddedWorkers(kami, gather_s=60.0).start()
+    ledger = LedgerProjection().name
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for _ in range(3):
+                paid = _paid(kami)
+
+                def caught_up(at: int = paid) -> bool:
+                    return read_model_position(conn, ledger) >= at
+
+                _wait_until("the ledger catching up", caught_up, conn)
     finally:
         follower.stop()
     assert follower.error is None
