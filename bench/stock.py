@@ -2,8 +2,9 @@
 page, kami against eventsourcing's plain way, at 0%, 50% and 90% of its cards sold.
 
 One product of ``cards`` card keys (16 buckets, as ``Shop.list_product`` lists it). At each
-point kami first sells, untimed, with 8 buyers, up to that share of the stock; then, on
-that same product and database, each system in turn (kami first on even points):
+point kami first sells, untimed, with 8 buyers (``bench.orders.sell``: half of the orders
+through a promoter code), up to that share of the stock; then, on that same product and
+database, each system in turn (kami first on even points):
 
 - ``place_order`` (one card) and ``record_payment``, answered ``delivered``, ``orders``
   times from one thread: the thread's CPU per order;
@@ -32,7 +33,7 @@ from bench.orders import (
     open_baseline,
     open_kami,
     prepare_catalogue,
-    run_buyers,
+    sell,
     stocked_product,
 )
 from domain.order import DELIVERED
@@ -92,18 +93,15 @@ def run(database_url: str, config: Config | None = None) -> dict[str, dict[str, 
         catalogue: Catalogue = prepare_catalogue(kami.shop)
         product_id = stocked_product(kami.shop, catalogue, config.cards)
         sold = 0
-
-        def sell(i: int) -> None:
-            placed = kami.shop.place_order(product_id, 1, f"filler{i}@example.com")
-            kami.shop.record_payment(PROVIDER, placed.order_id, uuid.uuid4().hex, placed.amount)
-
         for n, share in enumerate(SOLD_SHARES):
             target = config.cards * share // 100
             if target > sold:
-                run_buyers(target - sold, 8, sell, name="bench-stock-filler")
+                sell(kami.shop, catalogue, product_id, target - sold, 8)
                 sold = target
-            systems = [("kami", kami.shop, config.orders, config.reads)]
-            systems.append(("baseline", baseline.shop, config.baseline_orders, config.baseline_reads))
+            systems = [
+                ("kami", kami.shop, config.orders, config.reads),
+                ("baseline", baseline.shop, config.baseline_orders, config.baseline_reads),
+            ]
             point: dict[str, Any] = {
                 "sold_pct": share,
                 "stock_before": kami.shop.get_product(product_id).stock,
