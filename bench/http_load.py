@@ -5,8 +5,9 @@ The server: ``python -m kami.cli serve --host 127.0.0.1 --port P --workers W`` a
 subprocess, against the benchmark's fresh database (``KAMI_DATABASE_URL``), random
 secrets and a temporary ``KAMI_HOME``, as ops run it: W = 2 by default (one process per
 core; set ``KAMI_BENCH_HTTP_SERVER_WORKERS``), a supervisor and W uvicorn processes on
-uvloop and httptools sharing the port, no access log, the embedded log follower (read
-models, process managers, hash chain) in one of them. The server's CPU counts them all.
+uvloop and httptools sharing the port, no access log, and the log follower (read models,
+process managers, hash chain) in one more process of its own. The server's CPU counts
+them all.
 Each phase starts a fresh server, which sets up its own merchants, auto-delivered
 products and cards over the API once ``/healthz`` answers.
 
@@ -82,8 +83,8 @@ class Config:
     moderate_workers: int = 8
     products: int = 8
     cards_per_product: int = 2_500
-    # `kami serve --workers`: API processes sharing the port, one of them following. Two
-    # on this 2-core machine: one process is held to one core by its GIL.
+    # `kami serve --workers`: API processes sharing the port, beside the follower's own
+    # process. Two on this 2-core machine: one process is held to one core by its GIL.
     server_workers: int = 2
     # Phases of kami and of the baseline, alternated; the figures are their medians.
     repeats: int = 3
@@ -642,7 +643,7 @@ def summarise(
             " follower in it) on loopback"
             if server_workers == 1
             else f"kami serve --workers {server_workers} (a supervisor and {server_workers} uvicorn"
-            " processes on one port, one of them following the log) on loopback"
+            " processes on one port, and a process following the log) on loopback"
         ),
         "generator": f"a spawned process, {workers} threads in closed loops, keep-alive HTTP/1.1 sockets",
     }

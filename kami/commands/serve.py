@@ -54,7 +54,8 @@ def register(commands: Any) -> None:  # argparse's subparsers action has no publ
         "--workers",
         type=_positive,
         default=1,
-        help="API processes sharing the port (default 1); one of them follows the log",
+        help="API processes sharing the port (default 1); with more than one, the log follower"
+        " runs in a process of its own",
     )
     parser.add_argument(
         "--access-log",
